@@ -11,9 +11,10 @@ from autotuner.core.crd.render import render_all
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_crd_yaml_in_repository_matches_the_models() -> None:
-    for name, text in render_all().items():
-        assert (REPO / "crds" / name).read_text() == text, f"crds/{name} is stale: run `make crds`"
+def test_crd_yaml_in_repository_and_chart_matches_the_models() -> None:
+    for folder in ("crds", "charts/autotuner/crds"):
+        for name, text in render_all().items():
+            assert (REPO / folder / name).read_text() == text, f"{folder}/{name} is stale: run `make crds`"
 
 
 def test_crd_check_command_reports_a_stale_file(tmp_path: Path) -> None:

@@ -242,20 +242,26 @@ def render_all() -> dict[str, str]:
     }
 
 
+# The Helm chart installs the same CRDs from its crds/ folder (Helm does not follow links out of a chart).
+DEFAULT_OUTPUTS = (Path("crds"), Path("charts/autotuner/crds"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("crds"))
+    parser.add_argument("--out", type=Path, action="append", help="output folder (repeatable)")
     parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
     args = parser.parse_args()
+    outputs: list[Path] = args.out or list(DEFAULT_OUTPUTS)
     stale = []
-    for name, text in render_all().items():
-        path: Path = args.out / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for out in outputs:
+        for name, text in render_all().items():
+            path = out / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if stale:
         sys.exit(f"out of date (run `make crds`): {', '.join(stale)}")
 
