@@ -397,6 +397,19 @@ class OutboxEvent(CamelModel):
     data: dict[str, Scalar] = Field(default_factory=dict)
 
 
+class RecordedTransitions(CamelModel):
+    """Which transitions have already been given an event ``seq`` (the operator's bookkeeping, so that
+    each transition becomes exactly one event even across restarts)."""
+
+    phase: str | None = Field(default=None, max_length=32, description="Task phase last recorded.")
+    finished: int = Field(default=0, ge=0, description="Finished-experiment count last recorded.")
+    experiments: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 1000},
+        description="Experiment name → its phase last recorded.",
+    )
+
+
 class AutotuneTaskStatus(CamelModel):
     phase: TaskPhase | None = Field(
         default=None, description="Pending, Running, Succeeded, Failed or Suspended."
@@ -421,4 +434,7 @@ class AutotuneTaskStatus(CamelModel):
     )
     outbox: list[OutboxEvent] = Field(
         default_factory=list, description="Transitions not yet on the event bus."
+    )
+    recorded: RecordedTransitions | None = Field(
+        default=None, description="Transitions already recorded as events (operator bookkeeping)."
     )
