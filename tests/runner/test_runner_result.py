@@ -50,3 +50,22 @@ def test_results_with_unknown_or_non_finite_metrics_are_rejected(
 ) -> None:
     with pytest.raises(ValidationError, match=reason):
         RunnerResult(tool="builtin", scenario="D(1,1)", metrics=metrics, requests=1, duration=1)
+
+
+def test_an_external_tools_result_against_a_time_scaled_simulator_is_converted_to_real_time() -> None:
+    from autotuner.runner.cli import in_real_time
+    from autotuner.runner.result import FullResult, LevelReport
+
+    wall = {"ttft_p90": 0.01, "tpot_mean": 0.0002, "output_throughput": 50_000.0, "success_rate": 1.0}
+    summary = RunnerResult(
+        tool="genai-bench", scenario="D(128,32)", metrics=wall,
+        levels=[LevelResult(concurrency=4, metrics=wall)], requests=10, duration=2.0,
+    )  # fmt: skip
+    level = LevelReport(concurrency=4, requests=10, succeeded=10, duration=2.0, metrics=wall)
+    real = in_real_time(FullResult(summary=summary, parameters={}, levels=[level]), 0.05)
+    assert real.summary.time_scale == 0.05
+    for metrics in (real.summary.metrics, real.summary.levels[0].metrics, real.levels[0].metrics):
+        assert metrics == pytest.approx(
+            {"ttft_p90": 0.2, "tpot_mean": 0.004, "output_throughput": 2_500.0, "success_rate": 1.0}
+        )
+    assert real.summary.duration == 2.0

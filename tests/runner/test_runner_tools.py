@@ -1,5 +1,5 @@
-"""External tools: their real result files (produced by genai-bench 0.0.5 and guidellm 0.8.1 against the
-in-test server, see fixtures/README.md) convert to the standard metrics; the subprocess is bounded."""
+"""External tools: their real result files (produced by genai-bench 0.0.5 and guidellm 0.8.1 against
+``autotuner-sim``, see fixtures/README.md) convert to the standard metrics; the subprocess is bounded."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from autotuner.runner.cli import build_parser
@@ -29,44 +30,76 @@ def args_for(*extra: str) -> argparse.Namespace:
     )  # fmt: skip
 
 
+def _genai_bench_raw(folder: str) -> dict[int, dict[str, Any]]:
+    """genai-bench's own level files, by concurrency."""
+    raw = (json.loads(p.read_text()) for p in (FIXTURES / "genai-bench" / folder).glob("*.json"))
+    return {d["aggregated_metrics"]["num_concurrency"]: d for d in raw if "individual_request_metrics" in d}
+
+
+def _guidellm_raw(name: str) -> list[dict[str, Any]]:
+    benches: list[dict[str, Any]] = json.loads((FIXTURES / "guidellm" / name).read_text())["benchmarks"]
+    return benches
+
+
 def test_genai_bench_results_convert_to_the_standard_metrics() -> None:
     levels, overall = genai_bench.parse(FIXTURES / "genai-bench" / "ok", {}, 1)
-    assert [(lv.concurrency, lv.requests, lv.succeeded) for lv in levels] == [(1, 16, 16), (4, 32, 32)]
-    raw = json.loads(next((FIXTURES / "genai-bench" / "ok").glob("*concurrency_4*.json")).read_text())
-    agg = raw["aggregated_metrics"]
-    four = levels[1].metrics
-    assert four["output_throughput"] == pytest.approx(agg["mean_output_throughput_tokens_per_s"])
-    assert four["request_throughput"] == pytest.approx(agg["requests_per_second"])
-    assert four["ttft_mean"] == pytest.approx(agg["stats"]["ttft"]["mean"])
-    assert four["e2e_latency_p50"] == pytest.approx(agg["stats"]["e2e_latency"]["p50"])
-    assert four["tpot_mean"] == pytest.approx(agg["stats"]["tpot"]["mean"], rel=1e-6)
+    raw = _genai_bench_raw("ok")
+    # genai-bench polls its request limit once a second, so it sent more than the 12 asked for.
+    assert [(lv.concurrency, lv.requests, lv.succeeded) for lv in levels] == [(1, 14, 14), (4, 20, 20)]
+    for lv in levels:
+        agg = raw[lv.concurrency]["aggregated_metrics"]
+        assert lv.requests == agg["num_requests"] == len(raw[lv.concurrency]["individual_request_metrics"])
+        m, stats = lv.metrics, agg["stats"]
+        assert m["output_throughput"] == pytest.approx(agg["mean_output_throughput_tokens_per_s"])
+        assert m["total_throughput"] == pytest.approx(agg["mean_total_tokens_throughput_tokens_per_s"])
+        assert m["request_throughput"] == pytest.approx(agg["requests_per_second"])
+        assert m["ttft_mean"] == pytest.approx(stats["ttft"]["mean"])
+        assert m["ttft_p90"] == pytest.approx(stats["ttft"]["p90"])
+        assert m["e2e_latency_p50"] == pytest.approx(stats["e2e_latency"]["p50"])
+        assert m["tpot_mean"] == pytest.approx(stats["tpot"]["mean"], rel=1e-6)
+        assert m["ttft_p50"] <= m["ttft_p90"] <= m["ttft_p99"]
+        assert m["e2e_latency_p50"] <= m["e2e_latency_p90"] <= m["e2e_latency_p99"]
+    assert levels[1].metrics["output_throughput"] > levels[0].metrics["output_throughput"]
     assert overall["output_throughput"] == max(lv.metrics["output_throughput"] for lv in levels)
     assert overall["ttft_p50"] <= overall["ttft_p90"] <= overall["ttft_p99"]
-    assert overall["success_rate"] == 1.0
+    assert overall["success_rate"] == 1.0 and overall["error_count"] == 0.0
 
 
-def test_genai_bench_run_where_every_request_failed_reports_http_errors() -> None:
-    levels, overall = genai_bench.parse(FIXTURES / "genai-bench" / "all-http-500", {}, 1)
-    assert levels[0].errors.http == 185
-    assert levels[0].http_statuses == {"500": 185}
-    assert overall == {"success_rate": 0.0, "error_count": 185.0}
+def test_genai_bench_run_where_the_server_rejected_every_request_reports_http_errors() -> None:
+    levels, overall = genai_bench.parse(FIXTURES / "genai-bench" / "all-http-400", {}, 1)
+    agg = _genai_bench_raw("all-http-400")[1]["aggregated_metrics"]
+    assert agg["error_codes_frequency"] == {"400": 66}
+    assert levels[0].errors.http == levels[0].errors.total == 66
+    assert levels[0].http_statuses == {"400": 66}
+    assert overall == {"success_rate": 0.0, "error_count": 66.0}
+    # the simulator's reason reaches the report, so a user can see why nothing succeeded
+    assert "maximum context length is 32 tokens" in levels[0].error_samples[0]
 
 
 def test_guidellm_report_converts_to_the_standard_metrics() -> None:
-    path = FIXTURES / "guidellm" / "ok.json"
-    levels, overall = guidellm.parse_report(path, {}, 2)
-    raw = json.loads(path.read_text())["benchmarks"][1]["metrics"]
-    assert [lv.concurrency for lv in levels] == [1, 4]
-    four = levels[1].metrics
-    assert four["ttft_p90"] == pytest.approx(
-        raw["time_to_first_token_ms"]["successful"]["percentiles"]["p90"] / 1000
+    levels, overall = guidellm.parse_report(FIXTURES / "guidellm" / "ok.json", {}, 2)
+    raw = _guidellm_raw("ok.json")
+    assert [lv.concurrency for lv in levels] == [b["config"]["strategy"]["streams"] for b in raw] == [1, 4]
+    # guidellm ended the first level with its 12th request still in flight and did not record it
+    assert (
+        [lv.requests for lv in levels] == [b["metrics"]["request_totals"]["total"] for b in raw] == [11, 12]
     )
-    assert four["e2e_latency_mean"] == pytest.approx(raw["request_latency"]["successful"]["mean"])
-    assert four["output_throughput_per_gpu"] == pytest.approx(four["output_throughput"] / 2)
-    # guidellm failed one request per level itself (a data-generation error in its own log): counted, not hidden
-    assert [lv.errors.other for lv in levels] == [1, 1]
-    assert overall["success_rate"] == pytest.approx(22 / 24)
-    assert overall["output_throughput"] == four["output_throughput"]
+    for lv, bench in zip(levels, raw, strict=True):
+        r, m = bench["metrics"], lv.metrics
+        assert lv.succeeded == r["request_totals"]["successful"] == lv.requests
+        ttft = r["time_to_first_token_ms"]["successful"]
+        assert m["ttft_mean"] == pytest.approx(ttft["mean"] / 1000)
+        assert m["ttft_p90"] == pytest.approx(ttft["percentiles"]["p90"] / 1000)
+        assert m["tpot_mean"] == pytest.approx(r["inter_token_latency_ms"]["successful"]["mean"] / 1000)
+        assert m["e2e_latency_mean"] == pytest.approx(r["request_latency"]["successful"]["mean"])
+        assert m["output_throughput"] == pytest.approx(r["output_tokens_per_second"]["successful"]["mean"])
+        assert m["request_throughput"] == pytest.approx(r["requests_per_second"]["successful"]["mean"])
+        assert m["output_throughput_per_gpu"] == pytest.approx(m["output_throughput"] / 2)
+        assert m["ttft_p50"] <= m["ttft_p90"] <= m["ttft_p99"]
+        assert m["e2e_latency_p50"] <= m["e2e_latency_p90"] <= m["e2e_latency_p99"]
+    assert overall["success_rate"] == 1.0 and overall["error_count"] == 0.0
+    assert overall["output_throughput"] == max(lv.metrics["output_throughput"] for lv in levels)
+    assert overall["ttft_p50"] <= overall["ttft_p90"] <= overall["ttft_p99"]
 
 
 def test_guidellm_goodput_counts_only_sampled_requests_that_met_the_slo() -> None:
@@ -77,10 +110,13 @@ def test_guidellm_goodput_counts_only_sampled_requests_that_met_the_slo() -> Non
     assert missed["goodput"] == 0.0
 
 
-def test_guidellm_run_against_a_failing_server_classifies_http_errors() -> None:
-    levels, overall = guidellm.parse_report(FIXTURES / "guidellm" / "all-http-500.json", {}, 1)
-    assert levels[0].errors.http == 5 and levels[0].errors.total == 6
-    assert overall["success_rate"] == 0.0
+def test_guidellm_run_where_the_server_rejected_every_request_classifies_http_errors() -> None:
+    levels, overall = guidellm.parse_report(FIXTURES / "guidellm" / "all-http-400.json", {}, 1)
+    totals = _guidellm_raw("all-http-400.json")[0]["metrics"]["request_totals"]
+    assert totals["errored"] == totals["total"] == 6
+    assert levels[0].errors.http == levels[0].errors.total == 6
+    assert "400 Bad Request" in levels[0].error_samples[0]
+    assert overall == {"success_rate": 0.0, "error_count": 6.0}
 
 
 @pytest.mark.parametrize(
@@ -153,7 +189,8 @@ def test_an_installed_tool_is_run_and_its_report_becomes_the_result(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     result = RunnerResult.model_validate_json(proc.stdout.splitlines()[-1])
     assert result.tool == "guidellm" and [lv.concurrency for lv in result.levels] == [1, 4]
-    assert result.requests == 24 and result.errors.other == 2
+    recorded = sum(b["metrics"]["request_totals"]["total"] for b in _guidellm_raw("ok.json"))
+    assert result.requests == recorded == 23 and result.errors.total == 0
 
 
 def test_a_tool_that_overruns_its_budget_is_killed_and_reported(

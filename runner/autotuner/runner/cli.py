@@ -25,6 +25,7 @@ from autotuner.runner.loadgen import LoadConfig, RunOutcome, run_load
 from autotuner.runner.result import ErrorCounts, FullResult, LevelReport, LevelResult, RunnerResult, Tool
 from autotuner.runner.scenario import SCENARIO_HELP, Scenario, ScenarioError, parse_scenario
 from autotuner.runner.stats import SLO_KEYS, overall_metrics
+from autotuner.runner.timescale import detect_time_scale, to_real_time
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -134,24 +135,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for token lengths and prompt text")
     p.add_argument(
+        "--time-scale",
+        type=_time_scale,
+        default="auto",
+        help="wall seconds per real second of the server: a number, or auto (default) to ask a simulator's "
+        "/sim/info; metrics are reported in real time",
+    )
+    p.add_argument(
         "--tokenizer",
         help="genai-bench only: tokenizer name or path (default: the model name)",
     )
     return p
 
 
+def _time_scale(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or auto, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or auto, not {text!r}")
+    return value
+
+
 def builtin_result(
-    scenario: str, outcome: RunOutcome, slo: dict[str, float], gpus: int, params: dict[str, object]
+    scenario: str,
+    outcome: RunOutcome,
+    slo: dict[str, float],
+    gpus: int,
+    params: dict[str, object],
+    time_scale: float = 1.0,
 ) -> FullResult:
-    """Turn what the load generator measured into the compact and full results."""
+    """Turn what the load generator measured into the compact and full results (in real time)."""
     levels = outcome.levels
+    slo = {name: bound * time_scale for name, bound in slo.items()}  # thresholds in wall-clock seconds
     errors = ErrorCounts()
     reports: list[LevelReport] = []
     for lv in levels:
         counts = lv.error_counts()
         for kind, n in counts.items():
             setattr(errors, kind, getattr(errors, kind) + n)
-        metrics = lv.metrics(slo, gpus)
+        metrics = to_real_time(lv.metrics(slo, gpus), time_scale)
         reports.append(
             LevelReport(
                 concurrency=lv.concurrency,
@@ -168,13 +194,32 @@ def builtin_result(
     summary = RunnerResult(
         tool="builtin",
         scenario=scenario,
-        metrics=overall_metrics(levels, slo, gpus),
+        metrics=to_real_time(overall_metrics(levels, slo, gpus), time_scale),
         levels=[LevelResult(concurrency=r.concurrency, metrics=r.metrics) for r in reports],
         errors=errors,
         requests=sum(len(lv.records) for lv in levels),
         duration=outcome.duration,
+        time_scale=time_scale,
     )
     return FullResult(summary=summary, parameters=params, levels=reports)
+
+
+def in_real_time(full: FullResult, time_scale: float) -> FullResult:
+    """An external tool's wall-clock result against a time-scaled simulator, converted to real time."""
+    if time_scale == 1.0:
+        return full
+    summary = full.summary.model_copy(
+        update={
+            "metrics": to_real_time(full.summary.metrics, time_scale),
+            "levels": [
+                lv.model_copy(update={"metrics": to_real_time(lv.metrics, time_scale)})
+                for lv in full.summary.levels
+            ],
+            "time_scale": time_scale,
+        }
+    )
+    levels = [lv.model_copy(update={"metrics": to_real_time(lv.metrics, time_scale)}) for lv in full.levels]
+    return full.model_copy(update={"summary": summary, "levels": levels})
 
 
 def error_result(tool: Tool, scenario: str, message: str, params: dict[str, object]) -> FullResult:
@@ -213,10 +258,12 @@ async def _load_until_signalled(cfg: LoadConfig) -> RunOutcome:
 def _run(args: argparse.Namespace, params: dict[str, object]) -> FullResult:
     scenario: Scenario = args.scenario
     slo = dict(args.slo)
+    time_scale = args.time_scale if args.time_scale is not None else detect_time_scale(args.url)
+    params["time_scale"] = time_scale
     if args.tool != "builtin":
         from autotuner.runner.tools import run_tool
 
-        return run_tool(args, params)
+        return in_real_time(run_tool(args, params), time_scale)
     cfg = LoadConfig(
         url=args.url,
         model=args.model,
@@ -230,7 +277,7 @@ def _run(args: argparse.Namespace, params: dict[str, object]) -> FullResult:
         seed=args.seed,
     )
     outcome = asyncio.run(_load_until_signalled(cfg))
-    return builtin_result(scenario.text, outcome, slo, args.gpus, params)
+    return builtin_result(scenario.text, outcome, slo, args.gpus, params, time_scale)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

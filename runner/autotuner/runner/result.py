@@ -99,6 +99,8 @@ class RunnerResult(BaseModel):
     """Why the run measured nothing, when it could not run at all."""
     truncated: bool = False
     """Whether per-level detail was trimmed to fit :data:`MAX_COMPACT_BYTES`."""
+    time_scale: float = Field(default=1.0, gt=0)
+    """Wall seconds per real second of the server (a time-scaled simulator); metrics are in real time."""
 
     @field_validator("metrics")
     @classmethod

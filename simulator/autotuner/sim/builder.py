@@ -34,6 +34,8 @@ class EngineInfo:
     schedule_policy: str
     prefill_budget: int
     chunked_prefill: bool
+    time_scale: float
+    """Wall-clock seconds per simulated second; clients divide measured times by it."""
 
     def banner(self) -> str:
         return (
@@ -100,6 +102,7 @@ def build_engine(config: SimConfig) -> tuple[Engine, EngineInfo]:
         schedule_policy=engine.policy,
         prefill_budget=engine.step_budget,
         chunked_prefill=engine.chunked,
+        time_scale=config.time_scale,
     )
     return engine, info
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +26,8 @@ from aiohttp import web
 from autotuner.sim.builder import EngineInfo, build_engine
 from autotuner.sim.config import SimConfig
 from autotuner.sim.engine import Engine, RequestRejected, SimRequest, Status
+
+logger = logging.getLogger("autotuner.sim")
 
 OWNER = "autotuner-simulator"
 _OUTPUT_WORDS = (
@@ -249,7 +253,6 @@ async def _stream(
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     chunk_obj = f"{obj}.chunk" if parsed.chat else obj
-    sent = 0
 
     def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
         payload: dict[str, Any] = {"id": rid, "object": chunk_obj, "created": created, "model": model}
@@ -258,6 +261,22 @@ async def _stream(
             payload["usage"] = usage
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
+    try:
+        await _write_stream(response, req, watcher, parsed, event)
+    except ConnectionResetError:
+        # The client went away mid-stream (benchmarks close at the end of a level); the caller aborts it.
+        logger.debug("client closed the stream of %s", rid)
+    return response
+
+
+async def _write_stream(
+    response: web.StreamResponse,
+    req: SimRequest,
+    watcher: _Watcher,
+    parsed: ParsedRequest,
+    event: Callable[..., bytes],
+) -> None:
+    sent = 0
     while True:
         await watcher.wait()
         out = bytearray()
@@ -278,7 +297,6 @@ async def _stream(
         if req.done:
             break
     await response.write_eof()
-    return response
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
