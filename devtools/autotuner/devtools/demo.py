@@ -8,6 +8,7 @@ Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from autotuner.devtools.cluster import REPO, LocalCluster, apply_crds, kubectl, tools_dir
 from autotuner.devtools.ports import free_port, wait_for_port
@@ -61,13 +63,27 @@ def _task_status(kubeconfig: Path) -> dict[str, object]:
     return dict(json.loads(out.stdout).get("status", {})) if out.returncode == 0 else {}
 
 
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--until-done", action="store_true", help="exit when the task ends (0 if it succeeded)"
+    )
+    args = parser.parse_args()
     state = REPO / ".local"
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(state)
+    started_cluster = not cluster.is_running()
     print("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, KWOK)...")
     cluster.up()
+    # `timeout`, systemd and CI stop with SIGTERM: clean up exactly as for Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     apply_crds(cluster.kubeconfig)
     redis = RedisServer(appendonly=True, data_dir=state / "demo-redis")
     redis.data_dir.mkdir(exist_ok=True)
@@ -79,15 +95,27 @@ def main() -> None:
         "PATH": f"{BIN}:{os.environ['PATH']}",
     }
     api_port = free_port()
+    exit_code = 0
     try:
+        # Scoped to the demo's namespace, so a demo never touches other work on the same cluster.
+        executor = [
+            sys.executable,
+            "-m",
+            "autotuner.devtools.executor",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ]
         processes.start(
-            "executor",
-            [sys.executable, "-m", "autotuner.devtools.executor", "--kubeconfig", str(cluster.kubeconfig)],
-            env,
+            "executor", [*executor, "--namespace", NAMESPACE, "--log-dir", str(logs / "pods")], env
         )
-        processes.start(
-            "operator", [str(BIN / "autotuner-operator")], {**env, "AUTOTUNER_LOCAL_EXEC": "true"}
-        )
+        metrics_port = free_port()
+        operator_env = {
+            **env,
+            "AUTOTUNER_LOCAL_EXEC": "true",
+            "AUTOTUNER_NAMESPACE": NAMESPACE,
+            "AUTOTUNER_METRICS_PORT": str(metrics_port),
+        }
+        processes.start("operator", [str(BIN / "autotuner-operator")], operator_env)
         processes.start(
             "api",
             [str(BIN / "autotuner-api")],
@@ -111,6 +139,7 @@ def main() -> None:
         kubectl_bin = tools_dir() / "kubectl"
         print(f"\n  dashboard:  {api_url}/   (api base URL written to .local/api.url)")
         print(f"  watch:      {kubectl_bin} --kubeconfig {cluster.kubeconfig} get att,atx -n {NAMESPACE} -w")
+        print(f"  operator metrics: http://127.0.0.1:{metrics_port}/metrics")
         print(f"  logs:       {logs}/\n")
         last = ""
         while True:
@@ -120,6 +149,9 @@ def main() -> None:
             if line != last:
                 print(line, flush=True)
                 last = line
+            if status.get("phase") in {"Succeeded", "Failed"} and args.until_done:
+                exit_code = 0 if status["phase"] == "Succeeded" else 1
+                break
             if status.get("phase") in {"Succeeded", "Failed"}:
                 print(
                     "\nthe task has finished; the system keeps running for you to explore. Ctrl-C stops it."
@@ -130,12 +162,14 @@ def main() -> None:
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping...")
+        exit_code = 130
     finally:
         processes.stop()
         redis.stop()
         (state / "api.url").unlink(missing_ok=True)
-        if os.environ.get("AUTOTUNER_KEEP_CLUSTER") != "1":
-            cluster.down()
+        if started_cluster and os.environ.get("AUTOTUNER_KEEP_CLUSTER") != "1":
+            cluster.down()  # a cluster that was already running stays, with whatever else runs on it
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":
