@@ -7,8 +7,17 @@ import math
 from collections.abc import Callable
 
 import pytest
-from autotuner.core.crd.task import SearchParameter, Strategy
-from autotuner.operator.search import Outcome, Params, Searcher, SearchError, SearchSpaceError
+from autotuner.core.crd.task import SLO, Objective, SearchParameter, Strategy
+from autotuner.operator.scoring import score
+from autotuner.operator.search import (
+    Outcome,
+    Params,
+    Searcher,
+    SearchError,
+    SearchSpaceError,
+    hard_excess,
+    tpe,
+)
 
 SMALL_SPACE = [
     SearchParameter(name="tp-size", values=[1, 2]),
@@ -371,3 +380,75 @@ def test_ask_refuses_a_negative_count_and_returns_nothing_for_zero() -> None:
 def test_an_inconsistent_outcome_is_refused(score: float | None, feasible: bool, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Outcome(score=score, feasible=feasible)
+
+
+def test_hard_excess_is_the_largest_relative_overshoot_of_a_hard_slo() -> None:
+    slos = [
+        SLO(metric="tpot_mean", max=0.1, hard=True),
+        SLO(metric="success_rate", min=0.99, hard=True),
+        SLO(metric="ttft_mean", max=1.0, weight=1.0),
+    ]
+    assert hard_excess({"tpot_mean": 0.102, "success_rate": 1.0, "ttft_mean": 9.0}, slos) == pytest.approx(
+        0.02
+    )
+    assert hard_excess({"tpot_mean": 0.05, "success_rate": 0.891, "ttft_mean": 0.5}, slos) == pytest.approx(
+        0.1
+    )
+    assert hard_excess({"tpot_mean": 0.05, "success_rate": 1.0}, slos) == 0.0
+    assert hard_excess({"success_rate": 1.0}, slos) is None
+    assert hard_excess({"errors": 2.0}, [SLO(metric="errors", max=0, hard=True)]) is None
+
+
+def test_a_near_miss_of_a_hard_slo_is_a_weaker_signal_for_the_sampler_but_never_feasible_for_the_user() -> (
+    None
+):
+    objective = Objective(metric="throughput", direction="maximize")
+    slos = [SLO(metric="tpot_mean", max=0.1, hard=True)]
+    near = {"throughput": 160.0, "tpot_mean": 0.102}
+    far = {"throughput": 200.0, "tpot_mean": 0.15}
+    near_outcome = Outcome.of(score(near, objective, slos), near, slos)
+    far_outcome = Outcome.of(score(far, objective, slos), far, slos)
+    assert not near_outcome.feasible and not far_outcome.feasible
+    # 2 % past the bound: told to TPE as feasible, 2 * 2 % = 4 % below what it measured.
+    value, feasible = tpe.signal(near_outcome, worst=0.0)
+    assert feasible and value == pytest.approx(160.0 * (1 - tpe.HARD_SLO_PENALTY * 0.02))
+    # 50 % past it: infeasible to TPE too; so is a violation told without its excess.
+    assert tpe.signal(far_outcome, worst=0.0) == (200.0, False)
+    assert tpe.signal(Outcome(score=160.0, feasible=False), worst=0.0) == (160.0, False)
+    assert tpe.signal(Outcome.failed(), worst=-3.0) == (-3.0, False)
+
+
+def test_bayesian_search_finds_an_optimum_hidden_behind_a_hard_slo_edge_sooner_with_near_misses_graded() -> (
+    None
+):
+    """The best configuration sits at the SLO bound; its neighbours miss it by a few percent. Told
+    how far they missed, TPE keeps searching next to them instead of fleeing the region."""
+    space = [
+        SearchParameter(name="batch", values=[8, 16, 32, 64, 128, 256]),
+        SearchParameter(name="chunk", values=[512, 1024, 2048, 4096, 8192]),
+        SearchParameter(name="mem", min=0.5, max=0.95, step=0.05),
+    ]
+    objective = Objective(metric="throughput", direction="maximize")
+    slos = [SLO(metric="tpot", max=0.1, hard=True)]
+
+    def measure(params: Params, graded: bool) -> Outcome:
+        b, c = space[0].values.index(params["batch"]), space[1].values.index(params["chunk"])  # type: ignore[union-attr]
+        # Only batch 256 with chunk 8192 reaches 200 within the SLO; chunk 4096 misses it by 2.5 %.
+        metrics = {"throughput": 100.0 + 20 * b, "tpot": round(0.06 + 0.01 * b - 0.0025 * c, 6)}
+        scored = score(metrics, objective, slos)
+        return Outcome.of(scored, metrics if graded else None, slos)
+
+    def steps_to_optimum(seed: int, graded: bool) -> int:
+        searcher = Searcher(space, strategy("bayesian", seed))
+        for step in range(1, 61):
+            (params,) = searcher.ask(1)
+            outcome = measure(params, graded)
+            searcher.tell(params, outcome)
+            if outcome.feasible and outcome.score == 200.0:
+                return step
+        return 61
+
+    seeds = range(6)
+    graded = sum(steps_to_optimum(s, True) for s in seeds)
+    ungraded = sum(steps_to_optimum(s, False) for s in seeds)
+    assert graded < ungraded

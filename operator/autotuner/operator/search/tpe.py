@@ -5,16 +5,22 @@ No sampler state survives between proposals: each one builds an in-memory study 
 proposal. The proposal is therefore a pure function of (seed, proposal index, history), which is what
 lets an operator restarted from its Experiments suggest exactly what it would have suggested.
 
-How results reach TPE:
+How results reach TPE (the sampler's signal; the user-facing rule of :mod:`..scoring` is unchanged):
 
 - a feasible result is a COMPLETE trial with its score (the study maximises);
-- an infeasible one (hard SLO violated) or a failed one (crash, OOM, timeout) is a COMPLETE trial
-  with a violated constraint (``FrozenTrial.set_constraint``, value 1; Optuna's convention: > 0 is
-  violated) and its score, or the worst score seen when it has none (TPE needs a finite value).
-  TPE ranks infeasible trials after all feasible ones when it splits them into its "good" and "bad"
-  densities, so the sampler learns to avoid the region. (Optuna 5 deprecated
-  ``TPESampler(constraints_func=...)``, which only computes this value when a trial finishes; the
-  trials here are added finished, with the constraint already set.)
+- a near miss — measured, but past a hard SLO by a relative ``excess`` of at most
+  :data:`NEAR_MISS` — is a feasible trial worth ``score - HARD_SLO_PENALTY * excess * |score|``
+  (the soft-SLO formula with a steeper weight). The best configurations usually sit right at an SLO
+  bound, so a configuration 2 % past it marks the region to search next rather than one to avoid.
+  It can still never be the task's best: the operator ranks with :func:`scoring.better`.
+- any other infeasible result (a hard SLO violated by more, or by an unknown amount) and a failed one
+  (crash, OOM, timeout) is a COMPLETE trial with a violated constraint
+  (``FrozenTrial.set_constraint``, value 1; Optuna's convention: > 0 is violated) and its score, or
+  the worst score seen when it has none (TPE needs a finite value). TPE ranks infeasible trials after
+  all feasible ones when it splits them into its "good" and "bad" densities, so the sampler learns
+  to avoid the region. (Optuna 5 deprecated ``TPESampler(constraints_func=...)``, which only
+  computes this value when a trial finishes; the trials here are added finished, with the
+  constraint already set.)
 - a configuration still running is a RUNNING trial; with ``constant_liar`` TPE counts it as bad, so
   parallel asks spread out instead of piling onto the current optimum.
 """
@@ -36,6 +42,11 @@ MULTIVARIATE = True
 """Model the parameters jointly (tp-size and memory fraction decide OOM together)."""
 N_EI_CANDIDATES = 24
 """Candidates TPE draws from its "good" density per proposal, keeping the best by expected improvement."""
+HARD_SLO_PENALTY = 2.0
+"""Score the sampler loses per unit of relative hard-SLO excess for a near miss (see the module
+docstring): at 2.0 a configuration 2 % past its bound is told as 4 % worse than it measured."""
+NEAR_MISS = 0.1
+"""Largest relative hard-SLO excess told as a near miss; farther violations are infeasible to TPE."""
 CONSTRAINT = "feasibility"
 """Name of the constraint every told trial carries (Optuna: > 0 is violated)."""
 VIOLATED = 1.0
@@ -45,19 +56,30 @@ VIOLATED = 1.0
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
 
+def signal(outcome: Outcome, worst: float) -> tuple[float, bool]:
+    """What TPE is told for ``outcome``: (value, feasible); ``worst`` stands in for a missing score."""
+    if outcome.feasible:
+        assert outcome.score is not None
+        return outcome.score, True
+    if outcome.score is not None and outcome.excess is not None and outcome.excess <= NEAR_MISS:
+        return outcome.score - HARD_SLO_PENALTY * outcome.excess * abs(outcome.score), True
+    return (outcome.score if outcome.score is not None else worst), False
+
+
 def _trial(space: Space, params: Params, outcome: Outcome | None, worst: float) -> FrozenTrial:
     distributions = space.distributions()
     if outcome is None:
         return create_trial(
             state=TrialState.RUNNING, params=space.to_optuna(params), distributions=distributions
         )
+    value, feasible = signal(outcome, worst)
     trial = create_trial(
         state=TrialState.COMPLETE,
-        value=outcome.score if outcome.score is not None else worst,
+        value=value,
         params=space.to_optuna(params),
         distributions=distributions,
     )
-    trial.set_constraint(CONSTRAINT, 0.0 if outcome.feasible else VIOLATED)
+    trial.set_constraint(CONSTRAINT, 0.0 if feasible else VIOLATED)
     return trial
 
 
