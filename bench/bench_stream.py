@@ -1,33 +1,42 @@
-"""Event streaming bench: publish → WebSocket receive latency, deliveries/s and losses at 100 / 1,000
-(/ 10,000 with --full) clients, each on its own task receiving 5 events/s; 2 replicas; RSS per 1,000
-idle clients with and without permessage-deflate; a 5 s polling client as the baseline.
+"""Event streaming bench: publish → WebSocket receive latency, deliveries/s, losses and api CPU per
+delivery at 100 and 1,000 clients (each on its own task receiving 5 events/s), 1,000 on 2 replicas and
+with permessage-deflate; RSS per 1,000 idle clients with and without permessage-deflate; a 5 s polling
+client as the baseline. ``--full`` adds uvicorn's legacy ``websockets`` implementation at 1,000 clients
+and 10,000 clients (10 per task: 50,000 deliveries/s) on 1 and 2 replicas.
 
 Everything is real: redis-server, api processes (``python -m autotuner.api.testing``, uvloop/httptools
-when installed), publisher and clients in separate processes. Writes bench/results/stream.md.
+when installed), publisher and clients in separate processes. The clients are a minimal WebSocket
+protocol (:class:`RawClient`), so the load generator is not what saturates the machine. Writes
+bench/results/stream.md.
 
     python bench/bench_stream.py [--quick | --full] [--seconds S]
+    python bench/bench_stream.py --clients 1000 [--per_task K] [--replicas R] [--ws IMPL] [--deflate]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "api"))
 
 RATE = 5.0  # events per second per task
-CLIENTS_PER_WORKER = 500
+CLIENTS_PER_WORKER = 2_500
+SANSIO = "websockets-sansio"
 
 
 def rss_kib(pid: int) -> int:
@@ -43,55 +52,121 @@ def cpu_seconds(pid: int) -> float:
 
 
 # ----------------------------------------------------------------------------- worker processes
-async def clients_worker(args: argparse.Namespace) -> None:
-    """Open clients, print "ready", collect events until told to stop (stdin closes), report JSON."""
-    import websockets
+class RawClient(asyncio.Protocol):
+    """A minimal WebSocket client, so the load generator is not what saturates the machine: the
+    handshake, then frames parsed in ``data_received`` (no task, no JSON): of an event only ``seq`` and
+    the publisher's timestamp ``data.t`` are read, by byte search. Answers pings; inflates
+    permessage-deflate frames when the server negotiated it."""
 
+    def __init__(self, host: str, path: str, deflate: bool, latencies: array[float] | None) -> None:
+        self.host, self.path, self.offer_deflate = host, path, deflate
+        self.latencies = latencies
+        """Where receive - publish times go; None for idle clients."""
+        self.seqs: list[int] = []
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.handshaken = False
+        self.inflater: Any = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the first message (the snapshot) has arrived."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        key = base64.b64encode(os.urandom(16)).decode()
+        extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if self.offer_deflate else ""
+        self.transport.write(
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{extension}\r\n".encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before the snapshot: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.handshaken:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).lower()
+            del buffer[: end + 4]
+            if not head.startswith(b"http/1.1 101"):
+                self.ready.set_exception(ConnectionError(head[:200].decode(errors="replace")))
+                return
+            self.handshaken = True
+            if b"permessage-deflate" in head:
+                self.inflater = zlib.decompressobj(-15)
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            first, length = buffer[pos], buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+            elif length == 127:
+                length, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
+            if start + length > size:
+                break
+            payload = bytes(buffer[start : start + length])
+            pos = start + length
+            if first & 0x40 and self.inflater is not None:
+                payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
+            self.frame(first & 0x0F, payload)
+        if pos:
+            del buffer[:pos]
+
+    def frame(self, opcode: int, payload: bytes) -> None:
+        assert self.transport is not None
+        if opcode == 0x1:
+            if not self.ready.done():
+                self.ready.set_result(None)
+            elif self.latencies is not None and payload.startswith(b'{"type":"event"'):
+                now = time.time()
+                at = payload.rindex(b'"t":') + 4
+                self.latencies.append(now - float(payload[at : payload.index(b"}", at)]))
+                at = payload.index(b'"seq":') + 6
+                self.seqs.append(int(payload[at : payload.index(b",", at)]))
+        elif opcode == 0x9:  # ping: answer with a masked pong, or the server closes the connection
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+        elif opcode == 0x8:
+            self.transport.close()
+
+
+async def clients_worker(args: argparse.Namespace) -> None:
+    """Open clients (client i subscribes to task i // per_task), print "ready", collect events until
+    told to stop (stdin closes), report JSON."""
     urls: list[str] = json.loads(args.urls)
     latencies = array("d")
-    seqs: dict[str, list[int]] = {}
-    connections = []
-    compression = "deflate" if args.deflate else None
+    loop = asyncio.get_running_loop()
+    clients: list[RawClient] = []
 
-    async def run(index: int) -> None:
-        task = f"t{args.first + index}"
-        url = f"{urls[index % len(urls)]}/api/ws/tasks/{args.namespace}/{task}"
-        connection = await websockets.connect(url, compression=compression, max_queue=None, open_timeout=60)
-        connections.append(connection)
-        await connection.recv()  # snapshot
-        got = seqs.setdefault(task, [])
-        ready.set() if len(connections) == args.count else None
-        if args.idle:
-            return
-        async for raw in connection:
-            now = time.time()
-            message = json.loads(raw)
-            if message["type"] == "event":
-                event = message["event"]
-                latencies.append(now - event["data"]["t"])
-                got.append(event["seq"])
+    async def connect(index: int) -> None:
+        host, port = urls[index % len(urls)].removeprefix("ws://").rsplit(":", 1)
+        path = f"/api/ws/tasks/{args.namespace}/t{index // args.per_task}"
+        client = RawClient(f"{host}:{port}", path, args.deflate, None if args.idle else latencies)
+        await loop.create_connection(lambda: client, host, int(port))
+        await asyncio.wait_for(client.ready, 60)
+        clients.append(client)
 
-    ready = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    for i in range(args.count):
-        tasks.append(asyncio.create_task(run(i)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.01)  # do not stampede the accept queue
-    await ready.wait()
+    for first in range(args.first, args.first + args.count, 100):
+        # A hundred at a time: do not stampede the accept queue.
+        await asyncio.gather(*(connect(i) for i in range(first, min(first + 100, args.first + args.count))))
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # publishing has ended
+    await loop.run_in_executor(None, sys.stdin.read)  # publishing has ended
     # Drain: stop once nothing has arrived for a second, so late events count as late, not lost.
     while True:
         before = len(latencies)
         await asyncio.sleep(1.0)
         if len(latencies) == before:
             break
-    for task in tasks:
-        task.cancel()
     lost = 0
-    for got in seqs.values():
-        if got:
-            lost += (max(got) - min(got) + 1) - len(set(got))
+    for client in clients:
+        if client.seqs:
+            lost += (max(client.seqs) - min(client.seqs) + 1) - len(set(client.seqs))
     path = Path(tempfile.mkstemp(prefix="bench-lat-")[1])
     await asyncio.to_thread(path.write_bytes, latencies.tobytes())
     print(
@@ -100,13 +175,14 @@ async def clients_worker(args: argparse.Namespace) -> None:
                 "latencies": str(path),
                 "received": len(latencies),
                 "lost": lost,
-                "tasks_seen": sum(1 for g in seqs.values() if g),
+                "clients_seen": sum(1 for c in clients if c.seqs),
             }
         ),
         flush=True,
     )
-    for connection in connections:
-        connection.transport.abort()
+    for client in clients:
+        if client.transport is not None:
+            client.transport.abort()
 
 
 async def publisher_worker(args: argparse.Namespace) -> None:
@@ -200,8 +276,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_stream(
-    redis_url: str, clients: int, replicas: int, seconds: float, deflate: bool = False
+    redis_url: str,
+    clients: int,
+    replicas: int,
+    seconds: float,
+    deflate: bool = False,
+    per_task: int = 1,
+    ws: str = "websockets-sansio",
 ) -> dict[str, Any]:
+    """``per_task`` clients subscribe to each task (clients / per_task tasks get RATE events/s each);
+    ``ws`` is the uvicorn WebSocket implementation (AUTOTUNER_WS_IMPLEMENTATION)."""
     from api_support import start_api, unique
 
     stream = unique("bench:events")
@@ -211,6 +295,7 @@ def run_stream(
         "LOG_LEVEL": "warning",
         "AUTOTUNER_LOG_LEVEL": "warning",
         "AUTOTUNER_HEARTBEAT_SECONDS": "30",
+        "AUTOTUNER_WS_IMPLEMENTATION": ws,
     }
     apis = [start_api(redis_url, stream_key=stream, env=env) for _ in range(replicas)]
     workers = []
@@ -219,23 +304,40 @@ def run_stream(
         for first in range(0, clients, CLIENTS_PER_WORKER):
             count = min(CLIENTS_PER_WORKER, clients - first)
             workers.append(
-                spawn("clients", urls=urls, first=first, count=count, deflate=deflate, namespace=namespace)
+                spawn(
+                    "clients",
+                    urls=urls,
+                    first=first,
+                    count=count,
+                    per_task=per_task,
+                    deflate=deflate,
+                    namespace=namespace,
+                )
             )
         for worker in workers:
             assert wait_line(worker, 120) == "ready"
         cpu0 = [cpu_seconds(a.process.pid) for a in apis]
+        gen0 = sum(cpu_seconds(w.pid) for w in workers)
+        began = time.monotonic()
         publisher = spawn(
-            "publish", redis=redis_url, stream=stream, count=clients, seconds=seconds, namespace=namespace
+            "publish",
+            redis=redis_url,
+            stream=stream,
+            count=clients // per_task,
+            seconds=seconds,
+            namespace=namespace,
         )
         published = json.loads(wait_line(publisher, seconds + 60))["published"]
+        generator_cpu = cpu_seconds(publisher.pid)
         publisher.wait()
-        cpu = sum(cpu_seconds(a.process.pid) for a in apis) - sum(cpu0)
         latencies: list[float] = []
         received = lost = 0
         for worker in workers:
             assert worker.stdin is not None
-            worker.stdin.close()
+            worker.stdin.close()  # each drains until nothing arrives for a second, then reports
+        for worker in workers:
             report = json.loads(wait_line(worker, 120))
+            generator_cpu += cpu_seconds(worker.pid)
             worker.wait()
             path = Path(report["latencies"])
             values = array("d")
@@ -244,19 +346,28 @@ def run_stream(
             latencies += values.tolist()
             received += report["received"]
             lost += report["lost"]
+        # Until the last delivery (minus the drain's quiet second): a backlog is part of the cost.
+        elapsed = time.monotonic() - began - 1.0
+        cpu = sum(cpu_seconds(a.process.pid) for a in apis) - sum(cpu0)
+        generator_cpu -= gen0
+        expected = published * per_task
         return {
             "clients": clients,
+            "tasks": clients // per_task,
             "replicas": replicas,
             "deflate": deflate,
+            "ws": ws,
             "published": published,
             "received": received,
-            "expected": published,
-            "lost": lost + max(0, published - received),
+            "expected": expected,
+            "lost": lost + max(0, expected - received),
             "p50": percentile(latencies, 0.5) * 1000,
             "p99": percentile(latencies, 0.99) * 1000,
             "max": max(latencies) * 1000 if latencies else float("nan"),
-            "rate": received / seconds,
-            "cpu": cpu / seconds,
+            "rate": received / elapsed,
+            "cpu": cpu / elapsed,
+            "us_per_delivery": cpu / max(1, received) * 1e6,
+            "generator_cpu": generator_cpu / elapsed,
         }
     finally:
         for worker in workers:
@@ -336,14 +447,20 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="100 clients only, short runs")
-    parser.add_argument("--full", action="store_true", help="also 10,000 clients (takes minutes)")
+    parser.add_argument(
+        "--full", action="store_true", help="also 10,000 clients and the legacy ws implementation"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="publishing time per scenario")
     parser.add_argument("--worker", choices=["clients", "publish", "poll"], help=argparse.SUPPRESS)
     for name in ("urls", "redis", "stream", "namespace"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     for name in ("first", "count"):
         parser.add_argument(f"--{name}", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--deflate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, default=0, help="run only this one scenario")
+    parser.add_argument("--replicas", type=int, default=1, help="with --clients: api processes")
+    parser.add_argument("--per_task", type=int, default=1, help="with --clients: clients per task")
+    parser.add_argument("--ws", default=SANSIO, help="with --clients: uvicorn ws implementation")
+    parser.add_argument("--deflate", action="store_true", help="with --clients: permessage-deflate")
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -361,20 +478,37 @@ def main() -> None:
 
     from autotuner.devtools.redis_server import RedisServer
 
+    # 10,000 clients need more descriptors than the usual soft limit; the api processes inherit it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65_536)), hard))
     seconds = args.seconds or (4.0 if args.quick else 8.0)
     redis = RedisServer().start()
     rows: list[dict[str, Any]] = []
     try:
-        scenarios = (
-            [(100, 1, False)]
-            if args.quick
-            else [(100, 1, False), (1000, 1, False), (1000, 2, False), (1000, 1, True)]
-        )
-        if args.full:
-            scenarios += [(10_000, 1, False), (10_000, 2, False)]
-        for clients, replicas, deflate in scenarios:
-            rows.append(run_stream(redis.url, clients, replicas, seconds, deflate))
+        # (clients, replicas, deflate, clients per task, uvicorn ws implementation)
+        scenarios: list[tuple[int, int, bool, int, str]]
+        if args.clients:
+            scenarios = [(args.clients, args.replicas, args.deflate, args.per_task, args.ws)]
+        elif args.quick:
+            scenarios = [(100, 1, False, 1, SANSIO)]
+        else:
+            scenarios = [
+                (100, 1, False, 1, SANSIO),
+                (1000, 1, False, 1, SANSIO),
+                (1000, 2, False, 1, SANSIO),
+                (1000, 1, True, 1, SANSIO),
+            ]
+            if args.full:  # about two more minutes: 10,000 connections take a while to open and close
+                scenarios += [
+                    (1000, 1, False, 1, "websockets"),
+                    (10_000, 1, False, 10, SANSIO),
+                    (10_000, 2, False, 10, SANSIO),
+                ]
+        for clients, replicas, deflate, per_task, ws in scenarios:
+            rows.append(run_stream(redis.url, clients, replicas, seconds, deflate, per_task, ws))
             print(rows[-1], file=sys.stderr, flush=True)
+        if args.clients:
+            return
         idle_n = 200 if args.quick else 1000
         rss = {deflate: run_idle_rss(redis.url, idle_n, deflate) for deflate in (False, True)}
         polling = run_polling(redis.url, 100 if args.quick else 1000, 6.0 if args.quick else 10.0)
@@ -384,18 +518,25 @@ def main() -> None:
     lines = [
         "# Event streaming bench (bench/bench_stream.py)",
         "",
-        f"Machine: {os.cpu_count()} CPUs, shared. Each client subscribes to its own task; every task gets "
-        f"{RATE:g} events/s for {seconds:g} s. Latency = client receive time - publisher's timestamp taken "
-        "just before XADD (same clock). uvloop/httptools in use: "
-        f"{'yes' if _has('uvloop') and _has('httptools') else 'no'}.",
+        f"Machine: {os.cpu_count()} CPUs, shared with the load generator (publisher and client processes). "
+        f"Every task gets {RATE:g} events/s for {seconds:g} s; each client subscribes to one task "
+        "(`clients/task` of them to the same one). Latency = client receive time - publisher's timestamp "
+        "taken just before XADD (same clock). `delivered/s` and the CPU columns count from the first publish "
+        "to the last delivery (a backlog drained after publishing stopped included); "
+        "`CPU/delivery` = api process CPU time / events delivered; "
+        "`load gen CPU` = publisher + client processes (cores). "
+        f"uvloop/httptools in use: {'yes' if _has('uvloop') and _has('httptools') else 'no'}.",
         "",
-        "| clients | replicas | deflate | published | delivered/s | lost | p50 ms | p99 ms | max ms | api CPU (cores) |",
-        "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | clients/task | replicas | uvicorn ws | deflate | published | delivered/s | lost "
+        "| p50 ms | p99 ms | max ms | api CPU (cores) | CPU/delivery µs | load gen CPU |",
+        "|---:|---:|---:|:---|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['clients']:,} | {r['replicas']} | {'on' if r['deflate'] else 'off'} | {r['published']:,} | "
-            f"{r['rate']:,.0f} | {r['lost']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.2f} |"
+            f"| {r['clients']:,} | {r['clients'] // r['tasks']} | {r['replicas']} | {r['ws']} | "
+            f"{'on' if r['deflate'] else 'off'} | {r['published']:,} | {r['rate']:,.0f} | {r['lost']} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['cpu']:.2f} | {r['us_per_delivery']:.0f} | "
+            f"{r['generator_cpu']:.2f} |"
         )
     lines += [
         "",

@@ -70,7 +70,10 @@ class ApiServer:
         request = urllib.request.Request(self.http + path, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
+                body = response.read()
+                if response.headers.get_content_type() != "application/json":
+                    return response.status, body.decode(errors="replace")  # /metrics
+                return response.status, json.loads(body or b"null")
         except urllib.error.HTTPError as error:
             body = error.read()
             try:
@@ -181,6 +184,13 @@ class StreamClient:
     async def expect(self, kind: str, within: float = 10.0) -> dict[str, Any]:
         message = await self.next(within)
         assert message["type"] == kind, f"expected {kind}, got {message}"
+        return message
+
+    async def until(self, kind: str, within: float = 10.0) -> dict[str, Any]:
+        """The next message of type ``kind``; the ones before it are kept in ``messages``."""
+        deadline = time.monotonic() + within
+        while (message := await self.next(max(0.01, deadline - time.monotonic())))["type"] != kind:
+            pass
         return message
 
     async def events(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:

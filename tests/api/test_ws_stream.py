@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+import websockets
 from api_support import ApiServer, StreamClient, experiment_object, start_api, task_object, unique
 from autotuner.core.events import Event, EventType, TaskRef
 from autotuner.core.stream import EventPublisher
@@ -179,3 +181,44 @@ async def test_rest_serves_tasks_and_experiments_from_the_cache(api: ApiServer) 
     status, ready = api.get("/readyz")
     assert status == 200 and ready["cache"] and ready["redis"] and ready["live"]
     assert api.get("/openapi.json")[0] == 200
+
+
+async def test_a_client_connecting_right_after_start_up_gets_a_live_snapshot_not_a_resync(
+    api_factory: Callable[..., ApiServer], redis_client: aioredis.Redis
+) -> None:
+    # Redis answers nothing for a moment, as when it is busy or just started: the api's first read of
+    # the stream position is still in flight when it starts up.
+    await redis_client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    api = api_factory(objects={"autotunetasks": [task_object(NS, KNOWN_TASK)]})
+    client = await StreamClient.open(f"{api.ws}/api/ws/tasks/{NS}/{KNOWN_TASK}")
+    snapshot = await client.expect("snapshot")
+    with contextlib.suppress(TimeoutError):  # nothing else may follow: no status, no resync
+        await client.next(0.5)
+    await client.close()
+    assert snapshot["live"] is True and snapshot["streamId"] is not None
+    assert [m["type"] for m in client.messages] == ["snapshot"]
+
+
+async def test_a_client_whose_socket_stays_full_is_dropped_as_a_slow_consumer_after_the_send_timeout(
+    api_factory: Callable[..., ApiServer], publisher: EventPublisher
+) -> None:
+    # The queue is large enough never to fill: only the blocked send can drop this client.
+    api = api_factory(env={"AUTOTUNER_QUEUE_SIZE": "100000", "AUTOTUNER_SEND_TIMEOUT_SECONDS": "1"})
+    task = TaskRef(namespace=NS, name=unique("t"))
+    stuck = await websockets.connect(f"{api.ws}/api/ws/tasks/{NS}/{task.name}", max_queue=1)
+    for seq in range(1, 301):  # 300 x 64 KiB: more than the socket buffers on both sides hold
+        event = Event(type=EventType.TASK_PROGRESS, task=task, seq=seq, data={"pad": "x" * 65_536})
+        await publisher.publish(event)
+    deadline = asyncio.get_running_loop().time() + 15
+    while api.get("/readyz")[1]["subscribers"]:
+        assert asyncio.get_running_loop().time() < deadline, "the stuck client was never dropped"
+        await asyncio.sleep(0.1)
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async with asyncio.timeout(30):
+            while True:
+                await stuck.recv()
+    _, metrics = api.get("/metrics")
+    assert 'autotuner_api_ws_closed_total{code="4008"} 1.0' in metrics
+    # The close frame gets through only if the client reads the full socket within 2 s; otherwise the
+    # connection is cut (1006). Either way the client resumes with the last id it received.
+    assert stuck.close_code in (4008, 1006)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import uvicorn
@@ -13,13 +14,14 @@ from pydantic import ValidationError
 
 def run(app_settings: Settings, app: object) -> None:
     """Run ``app`` with the WebSocket limits from ``app_settings`` (shared with autotuner.api.testing)."""
+    tune_gc(app_settings.gc_thresholds)
     uvicorn.run(
         app,  # type: ignore[arg-type]
         host=app_settings.host,
         port=app_settings.port,
         loop="auto",
         http="auto",
-        ws="websockets",
+        ws=app_settings.ws_implementation,
         ws_max_size=app_settings.ws_max_message_bytes,
         ws_ping_interval=app_settings.ws_ping_seconds,
         ws_ping_timeout=app_settings.ws_ping_seconds,
@@ -28,6 +30,16 @@ def run(app_settings: Settings, app: object) -> None:
         access_log=False,
         timeout_graceful_shutdown=app_settings.shutdown_grace_seconds,
     )
+
+
+def tune_gc(thresholds: tuple[int, int, int]) -> None:
+    """Every open stream keeps a few hundred objects (tasks, futures, frames, buffers) alive for its
+    whole life. With CPython's default thresholds the cyclic collector walks all of them many times a
+    second, and a full collection over 10,000 streams stalls the event loop for seconds
+    (bench/results/stream.md); fan-out garbage is freed by reference counting anyway. So objects alive
+    at start-up are frozen out of collections and the thresholds are raised."""
+    gc.freeze()
+    gc.set_threshold(*thresholds)
 
 
 def main() -> None:

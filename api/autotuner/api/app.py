@@ -63,7 +63,13 @@ def create_app(
             block_ms=settings.stream_block_ms,
             count=settings.stream_read_count,
         )
-        broadcaster = Broadcaster(reader, metrics, retry_max_seconds=settings.redis_retry_max_seconds)
+        broadcaster = Broadcaster(
+            reader,
+            metrics,
+            retry_max_seconds=settings.redis_retry_max_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            send_timeout_seconds=settings.send_timeout_seconds,
+        )
         presence = Presence(
             redis,
             broadcaster,

@@ -1,8 +1,8 @@
 """One reader of the event stream per process, fanning out to bounded per-subscriber queues.
 
-Each entry is turned into its WebSocket message once (:meth:`StreamEntry.event_message`) and the same
-string is queued for every matching subscriber. A subscriber whose queue is full is marked dropped; its
-connection closes with 4008 and the client resumes with ``since``. So memory per client is bounded by
+Each entry is turned into its WebSocket message once (:meth:`StreamEntry.event_message`, wrapped in one
+ASGI message) and the same object is queued for every matching subscriber. A subscriber whose queue is
+full is marked dropped; its connection closes with 4008 and the client resumes with ``since``. So memory per client is bounded by
 ``queue_size`` references, whatever the client does.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import orjson
@@ -56,7 +56,7 @@ class Topic:
 class ItemKind(StrEnum):
     EVENT = "event"
     CONTROL = "control"
-    """A ready message (status, pong, error)."""
+    """A ready message (status, pong, error, heartbeat)."""
     RESYNC = "resync"
     """The connection must send a resync and a fresh snapshot at ``stream_id``."""
 
@@ -66,10 +66,37 @@ class Item:
     kind: ItemKind
     stream_id: str | None
     text: str
+    message: dict[str, str] = field(init=False, compare=False)
+    """The ASGI ``websocket.send`` message carrying ``text``, built once and handed to every client
+    (the server only reads it), so a delivery costs no allocation or encoding of its own."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", {"type": "websocket.send", "text": self.text})
+
+
+HEARTBEAT = Item(ItemKind.CONTROL, None, '{"type":"heartbeat"}')
 
 
 class Subscriber:
-    """A bounded queue plus the stream position the subscription started at."""
+    """A bounded queue plus the stream position the subscription started at.
+
+    The connection's sender waits on a bare future that :meth:`offer` resolves (the cheapest wake-up
+    asyncio has); heartbeats and the send timeout are driven by the broadcaster's periodic sweep, so a
+    delivery arms no timer.
+    """
+
+    __slots__ = (
+        "_loop",
+        "_waiter",
+        "busy_since",
+        "dropped",
+        "idle_since",
+        "items",
+        "live_at_start",
+        "maxsize",
+        "start_id",
+        "topic",
+    )
 
     def __init__(self, topic: Topic, maxsize: int, start_id: str | None, live: bool) -> None:
         self.topic = topic
@@ -78,30 +105,53 @@ class Subscriber:
         """Broadcaster position when subscribed: every later matching entry is queued here."""
         self.live_at_start = live
         self.items: deque[Item] = deque()
-        self.wakeup = asyncio.Event()
         self.dropped = asyncio.Event()
-        """Set when the queue overflowed: the connection must close with 4008."""
+        """Set when the queue overflowed or a send blocked too long: the connection closes with 4008."""
+        self._loop = asyncio.get_running_loop()
+        self.busy_since: float | None = None
+        """Loop time at which the current send began (None between sends): the sweep drops the client
+        when a send blocks longer than the send timeout."""
+        self.idle_since = self._loop.time()
+        """Loop time of the last send: the sweep queues a heartbeat after ``heartbeat_seconds`` idle."""
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Item) -> None:
         if len(self.items) >= self.maxsize:
-            self.dropped.set()
-            self.wakeup.set()
+            self.drop()
             return
         self.items.append(item)
-        self.wakeup.set()
+        self._wake()
 
-    async def take(self, wait_seconds: float) -> list[Item]:
-        """Everything queued, waiting up to ``wait_seconds`` for something (empty list on timeout)."""
-        if not self.items:
-            self.wakeup.clear()
-            try:
-                async with asyncio.timeout(wait_seconds):
-                    await self.wakeup.wait()
-            except TimeoutError:
+    def drop(self) -> None:
+        self.dropped.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def take(self) -> list[Item]:
+        """Everything queued, waiting until something is (or the subscriber is dropped: empty list)."""
+        while not self.items:
+            if self.dropped.is_set():
                 return []
+            self._waiter = self._loop.create_future()
+            await self._waiter
         batch = list(self.items)
         self.items.clear()
         return batch
+
+    def sweep(self, now: float, heartbeat_seconds: float, send_timeout_seconds: float) -> None:
+        """Drop a client whose send has blocked too long; queue a heartbeat for one idle too long."""
+        if self.busy_since is not None:
+            if now - self.busy_since > send_timeout_seconds:
+                self.drop()
+        elif now - self.idle_since >= heartbeat_seconds and not self.items:
+            self.idle_since = now
+            self.offer(HEARTBEAT)
 
 
 def status_message(live: bool, reason: str = "") -> str:
@@ -111,22 +161,42 @@ def status_message(live: bool, reason: str = "") -> str:
 class Broadcaster:
     """Reads the stream from its last id with XREAD (every replica sees every entry) and fans out.
 
-    ``retry_max_seconds`` caps the reconnect backoff while Redis is unreachable. While Redis is away
-    subscribers get ``{"type":"status","live":false}``; when it returns the broadcaster checks that the
-    history after its position is intact (not trimmed, not reset) and otherwise tells every subscriber to
-    resync before announcing ``live:true``.
+    While Redis is away subscribers get ``{"type":"status","live":false}``; when it returns the
+    broadcaster checks that the history after its position is intact (not trimmed, not reset) and
+    otherwise tells every subscriber to resync before announcing ``live:true``.
     """
 
-    def __init__(self, reader: StreamReader, metrics: Metrics, *, retry_max_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        reader: StreamReader,
+        metrics: Metrics,
+        *,
+        retry_max_seconds: float = 5.0,
+        heartbeat_seconds: float = 15.0,
+        send_timeout_seconds: float = 10.0,
+        first_contact_seconds: float = 5.0,
+    ) -> None:
+        """``retry_max_seconds``: cap of the reconnect backoff while Redis is unreachable.
+        ``heartbeat_seconds``: a subscriber sent nothing for this long gets a heartbeat.
+        ``send_timeout_seconds``: a subscriber whose send blocks this long is dropped (4008).
+        ``first_contact_seconds``: :meth:`start` waits at most this long for the first attempt to reach
+        Redis, so that clients connecting right after start-up are not told Redis is unavailable (with
+        a needless resync) merely because the first XINFO had not been answered yet."""
         self.reader = reader
         self._metrics = metrics
         self._retry_max = retry_max_seconds
+        self._heartbeat = heartbeat_seconds
+        self._send_timeout = send_timeout_seconds
+        self._first_contact = first_contact_seconds
+        # A quarter of the shorter deadline (at most 1 s), so each fires at most 25 % late.
+        self._sweep_interval = min(1.0, heartbeat_seconds / 4, send_timeout_seconds / 4)
         self.position: str | None = None
         """Id of the last entry fanned out (None until Redis has been reached once)."""
         self.live = False
         self._subscribers: dict[Topic, set[Subscriber]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
+        self._first_attempt = asyncio.Event()
 
     @property
     def subscriber_count(self) -> int:
@@ -151,16 +221,35 @@ class Broadcaster:
                 del self._subscribers[subscriber.topic]
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="broadcaster")
+        """Start reading; return once the first attempt to reach Redis has succeeded or failed (or after
+        ``first_contact_seconds``), so the position is known before the first client subscribes."""
+        self._tasks = [
+            asyncio.create_task(self._run(), name="broadcaster"),
+            asyncio.create_task(self._sweep(), name="broadcaster-sweep"),
+        ]
+        try:
+            async with asyncio.timeout(self._first_contact):
+                await self._first_attempt.wait()
+        except TimeoutError:
+            log.warning("redis not reached at start-up, serving without live events for now")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            now = loop.time()
+            for subs in list(self._subscribers.values()):
+                for subscriber in list(subs):
+                    subscriber.sweep(now, self._heartbeat, self._send_timeout)
 
     def _fanout(self, entry: StreamEntry) -> None:
-        message: str | None = None
+        item: Item | None = None
         for topic in (
             Topic(StreamKind.ALL),
             Topic(StreamKind.NAMESPACE, entry.namespace),
@@ -172,9 +261,8 @@ class Broadcaster:
             subs = self._subscribers.get(topic)
             if not subs:
                 continue
-            if message is None:
-                message = entry.event_message()
-            item = Item(ItemKind.EVENT, entry.id, message)
+            if item is None:
+                item = Item(ItemKind.EVENT, entry.id, entry.event_message())
             for subscriber in subs:
                 subscriber.offer(item)
         self.position = entry.id
@@ -208,7 +296,10 @@ class Broadcaster:
         while True:
             try:
                 if not self.live:
-                    await self._recover()
+                    try:
+                        await self._recover()
+                    finally:
+                        self._first_attempt.set()
                     delay = 0.1
                 assert self.position is not None
                 entries = await self.reader.read(self.position)

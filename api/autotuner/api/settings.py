@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from autotuner.core.events import EVENT_STREAM_KEY
 from pydantic import Field, model_validator
@@ -56,6 +57,13 @@ class Settings(BaseSettings):
     """WebSocket ping interval; a peer that does not pong within the same time is disconnected."""
     ws_max_message_bytes: int = Field(65_536, ge=1024)
     """Largest frame a client may send (they only send small control messages); larger → close 1009."""
+    ws_implementation: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio"
+    """uvicorn's WebSocket protocol implementation; the sans-I/O one writes each frame straight to the
+    transport and costs the least per message (bench/results/stream.md)."""
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
+    """CPython's collector thresholds (``gc.set_threshold``; default ``700, 10, 10``), as a JSON list in
+    ``AUTOTUNER_GC_THRESHOLDS``. Raised so that thousands of long-lived connections are not walked by
+    the cyclic collector many times a second (see api/README.md "Scale-out and limits")."""
     ws_per_message_deflate: bool = False
     """permessage-deflate: off by default, see bench/results/stream.md for the cost."""
     send_timeout_seconds: float = Field(10.0, gt=0)
@@ -74,6 +82,8 @@ class Settings(BaseSettings):
                 f"AUTOTUNER_STREAM_READ_COUNT ({self.stream_read_count}) must not exceed "
                 f"AUTOTUNER_QUEUE_SIZE ({self.queue_size})"
             )
+        if any(value < 0 for value in self.gc_thresholds):
+            raise ValueError("AUTOTUNER_GC_THRESHOLDS must not be negative (0 disables collection)")
         if self.auth is AuthMode.TOKEN and not self.api_token:
             raise ValueError("AUTOTUNER_AUTH=token needs AUTOTUNER_API_TOKEN")
         return self

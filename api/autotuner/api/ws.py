@@ -21,11 +21,10 @@ from autotuner.api.broadcaster import (
 from autotuner.api.protocol import CloseCode, InvalidName, Services, check_name, check_namespace
 from autotuner.core.stream import InvalidStreamId, ResumeCheck, parse_stream_id
 from fastapi import APIRouter, WebSocket
+from starlette.types import Message, Send
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-_HEARTBEAT = '{"type":"heartbeat"}'
 
 
 @router.websocket("/api/ws/tasks/{namespace}/{name}")
@@ -121,13 +120,12 @@ async def serve(websocket: WebSocket, kind: StreamKind, namespace: str | None, n
             pass
 
 
-class _SlowConsumer(Exception):
-    pass
-
-
 class _Connection:
     def __init__(self, websocket: WebSocket, services: Services, subscriber: Subscriber, since: str | None):
         self.ws = websocket
+        # The ASGI send callable itself: Starlette's WebSocket.send re-checks its state machine on every
+        # message, while this connection only sends after accepting and until it closes.
+        self._asgi_send: Send = websocket._send
         self.services = services
         self.sub = subscriber
         self.since = since
@@ -136,6 +134,7 @@ class _Connection:
         self._skip_until: tuple[int, int] | None = None
         m = services.metrics.messages_out
         self._sent_event, self._sent_control = m.labels("event"), m.labels("control")
+        self._loop = asyncio.get_running_loop()
 
     async def run(self) -> tuple[int | None, str]:
         tasks = [
@@ -153,8 +152,6 @@ class _Connection:
         if first.cancelled():
             return None, ""
         error = first.exception()
-        if isinstance(error, _SlowConsumer):
-            return self._slow_consumer()
         if error is not None:
             if not _is_disconnect(error):
                 log.error("stream failed", exc_info=error)
@@ -171,12 +168,20 @@ class _Connection:
         await self.sub.dropped.wait()
         return self._slow_consumer()
 
+    async def _send_message(self, message: Message) -> None:
+        # The broadcaster's sweep drops the client (4008) when this blocks past the send timeout.
+        # (Inside the send loop's batch the batch's own start time already stands.)
+        sub = self.sub
+        outer = sub.busy_since
+        if outer is None:
+            sub.busy_since = self._loop.time()
+        await self._asgi_send(message)
+        if outer is None:
+            sub.busy_since = None
+            sub.idle_since = self._loop.time()
+
     async def _send(self, text: str) -> None:
-        try:
-            async with asyncio.timeout(self.services.settings.send_timeout_seconds):
-                await self.ws.send({"type": "websocket.send", "text": text})
-        except TimeoutError:
-            raise _SlowConsumer from None
+        await self._send_message({"type": "websocket.send", "text": text})
 
     async def _send_json(self, message: dict[str, Any]) -> None:
         await self._send(orjson.dumps(message).decode())
@@ -255,17 +260,13 @@ class _Connection:
 
     async def _send_loop(self) -> tuple[int | None, str]:
         await self._start()
-        heartbeat = self.services.settings.heartbeat_seconds
-        metrics = self.services.metrics
+        lag, sub, loop, send = self.services.metrics.lag, self.sub, self._loop, self._asgi_send
         while True:
-            batch = await self.sub.take(heartbeat)
-            if self.sub.dropped.is_set():
-                raise _SlowConsumer
-            if not batch:
-                await self._send(_HEARTBEAT)
-                self._sent_control.inc()
-                continue
+            batch = await sub.take()
+            if sub.dropped.is_set():
+                return self._slow_consumer()
             events = 0
+            sub.busy_since = loop.time()
             for item in batch:
                 if item.kind is ItemKind.EVENT:
                     assert item.stream_id is not None
@@ -273,19 +274,21 @@ class _Connection:
                         if parse_stream_id(item.stream_id) <= self._skip_until:
                             continue
                         self._skip_until = None
-                    await self._send(item.text)
+                    await send(item.message)
                     self.last_id = item.stream_id
                     events += 1
                 elif item.kind is ItemKind.RESYNC:
                     await self._resync(item.text, item.stream_id)
                 else:
-                    await self._send(item.text)
+                    await send(item.message)
                     self._sent_control.inc()
+            sub.busy_since = None
+            sub.idle_since = loop.time()
             if events:
                 self._sent_event.inc(events)
                 if self.last_id is not None:
                     sent_ms = int(self.last_id.partition("-")[0])
-                    metrics.lag.observe(max(0.0, time.time() - sent_ms / 1000))
+                    lag.observe(max(0.0, time.time() - sent_ms / 1000))
 
     async def _receive_loop(self) -> tuple[int | None, str]:
         while True:
