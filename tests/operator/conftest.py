@@ -109,8 +109,10 @@ async def executor(crds: str, tmp_path: Path) -> AsyncIterator[LocalExecutor]:
 def start_operator(crds: str, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start(*, namespace: str | None, redis_url: str | None = None) -> OperatorProcess:
-        env = {}
+    def start(
+        *, namespace: str | None, redis_url: str | None = None, env: dict[str, str] | None = None
+    ) -> OperatorProcess:
+        env = dict(env or {})
         if namespace:
             env["AUTOTUNER_NAMESPACE"] = namespace
         if redis_url:

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from autotuner.operator.kube import Kube
+from autotuner.operator.kube import TASKS, Kube
 
+from tests.operator.conftest import wait_for
 from tests.operator.support import create_task, engines_left, experiments, task_manifest, wait_task_phase
 
 pytestmark = [pytest.mark.cluster]
@@ -45,6 +46,10 @@ EXPERIMENT_CASES = {
         {**NEVER_READY, "engine": {**NEVER_READY["engine"], "readinessTimeout": "10m"},
          "budget": {"experimentTimeout": "4s"}},
         "Failed", "Timeout", "timeout of 4s", "NoFeasibleExperiment",
+    ),
+    "engine_crash_loop_fails_with_engine_crashed": ExperimentCase(
+        {}, "Failed", "EngineCrashed", "simulated crash", "NoFeasibleExperiment",
+        annotations={"autotuner.io/sim-fault": "crash"},
     ),
     "image_that_cannot_be_pulled_fails_with_image_pull_failed": ExperimentCase(
         {}, "Failed", "ImagePullFailed", "cannot be pulled", "NoFeasibleExperiment",
@@ -114,3 +119,62 @@ async def test_invalid_task_fails_with_a_condition_naming_the_problem(
     assert message in failed["message"]
     assert failed["observedGeneration"] == task["metadata"]["generation"]
     assert await experiments(kube, namespace, "bad") == []
+
+
+async def test_task_past_its_deadline_fails_and_cancels_running_experiments(
+    kube: Kube, namespace: str, executor: Any, start_operator: Any
+) -> None:
+    start_operator(namespace=namespace)
+    spec = {
+        "engine": {"readinessTimeout": "10m"},
+        "budget": {"maxExperiments": 4, "parallelism": 2, "deadline": "4s", "experimentTimeout": "10m"},
+    }
+    never_ready = {"autotuner.io/sim-fault": "never-ready"}  # engines that stay Deploying, no process
+    await create_task(kube, namespace, task_manifest("late", spec, annotations=never_ready))
+    task = await wait_task_phase(kube, namespace, "late", {"Succeeded", "Failed"}, within=60)
+    failed = next(c for c in task["status"]["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "DeadlineExceeded")
+    assert "did not finish within its deadline 4s" in failed["message"]
+    cancelled = await experiments(kube, namespace, "late")
+    assert len(cancelled) == 2, "no experiment may start after the deadline"
+    for experiment in cancelled:
+        status = experiment["status"]
+        assert (status["phase"], status["reason"]) == ("Failed", "Cancelled")
+        assert status["message"] == "cancelled: the task did not finish within its deadline 4s"
+    await wait_for(lambda: _no_engines(kube, namespace), within=30, what="the cancelled engines to be freed")
+
+
+async def _no_engines(kube: Kube, namespace: str) -> bool:
+    return await engines_left(kube, namespace) == []
+
+
+async def test_engine_that_cannot_be_scheduled_fails_with_unschedulable_after_the_grace_period(
+    kube: Kube, namespace: str, executor: Any, start_operator: Any
+) -> None:
+    # Two engines of 8 GPUs pinned to one 8-GPU node: the second can never be placed while the first
+    # holds the node. Neither runs a process (the executor's never-ready hook); the grace is 1 s.
+    start_operator(namespace=namespace, env={"AUTOTUNER_UNSCHEDULABLE_GRACE": "1"})
+    spec = {
+        "engine": {"nodeSelector": {"kubernetes.io/hostname": "gpu-node-0"}, "readinessTimeout": "10m"},
+        "searchSpace": [
+            {"name": "tp-size", "values": [8]},
+            {"name": "mem-fraction-static", "values": [0.8, 0.9]},
+        ],
+        "budget": {"maxExperiments": 2, "parallelism": 2, "experimentTimeout": "10m"},
+    }
+    manifest = task_manifest("crowded", spec, annotations={"autotuner.io/sim-fault": "never-ready"})
+    await create_task(kube, namespace, manifest)
+
+    async def unschedulable() -> dict[str, Any] | None:
+        for experiment in await experiments(kube, namespace, "crowded"):
+            if (experiment.get("status") or {}).get("reason") == "Unschedulable":
+                return experiment
+        return None
+
+    experiment = await wait_for(unschedulable, within=60, what="an experiment to fail as Unschedulable")
+    status = experiment["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith("engine pod cannot be scheduled:"), status["message"]
+    assert "Insufficient nvidia.com/gpu" in status["message"], status["message"]
+    assert status["feasible"] is False
+    await kube.delete(TASKS, namespace, "crowded")  # free the node for other tests at once

@@ -20,10 +20,11 @@ Outcome rules (documented for users):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from autotuner.core.crd.common import ConditionStatus, parse_duration
 from autotuner.core.crd.experiment import (
@@ -34,12 +35,14 @@ from autotuner.core.crd.experiment import (
     ExperimentStatus,
 )
 from autotuner.operator import classify, conditions, resources
+from autotuner.operator.cache import WatchCache
 from autotuner.operator.engines import EngineSpecError
 from autotuner.operator.kube import DEPLOYMENTS, EXPERIMENTS, JOBS, PODS, SERVICES, Kube, Resource
 from autotuner.operator.scoring import score
 from autotuner.operator.settings import OperatorSettings
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 EmitEvent = Callable[[Obj, str, str, str], None]
 """(object, "Normal" | "Warning", reason, message): posts a Kubernetes Event."""
 
@@ -256,41 +259,76 @@ async def max_node_gpus(kube: Kube, resource_name: str) -> int | None:
     return best
 
 
-async def observe(kube: Kube, experiment: Obj, gpu_resource: str) -> Observed:
+NodeGpus = Callable[[str], Awaitable[int | None]]
+"""The most GPUs of a resource name any node offers (see :func:`max_node_gpus`), possibly cached."""
+
+
+async def observe(
+    kube: Kube, experiment: Obj, gpu_resource: str, node_gpus: NodeGpus | None = None
+) -> Observed:
+    """What exists, read from the API server."""
     meta = experiment["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     phase = (experiment.get("status") or {}).get("phase") or ExperimentPhase.PENDING
     observed = Observed()
     if phase == ExperimentPhase.PENDING:
-        observed.max_node_gpus = await max_node_gpus(kube, gpu_resource)
+        observed.max_node_gpus = await (node_gpus or (lambda r: max_node_gpus(kube, r)))(gpu_resource)
         return observed
-    observed.deployment = await kube.get(DEPLOYMENTS, namespace, name)
-    observed.service = await kube.get(SERVICES, namespace, name)
-    if phase in TERMINAL_PHASES:
-        return observed
-    observed.engine_pods = await kube.list(
-        PODS,
-        namespace,
-        labels={resources.LABEL_EXPERIMENT: name, resources.LABEL_ROLE: resources.ROLE_ENGINE},
+    # Independent reads go out together: on a busy API server each costs a round trip.
+    engine_labels = {resources.LABEL_EXPERIMENT: name, resources.LABEL_ROLE: resources.ROLE_ENGINE}
+    active = phase not in TERMINAL_PHASES
+    benchmarking = phase == ExperimentPhase.BENCHMARKING
+    observed.deployment, observed.service, pods, observed.job = await asyncio.gather(
+        kube.get(DEPLOYMENTS, namespace, name),
+        kube.get(SERVICES, namespace, name),
+        kube.list(PODS, namespace, labels=engine_labels) if active else _nothing([]),
+        kube.get(JOBS, namespace, resources.job_name(name)) if benchmarking else _nothing(None),
     )
-    if phase == ExperimentPhase.BENCHMARKING:
-        observed.job = await kube.get(JOBS, namespace, resources.job_name(name))
-        if observed.job is not None and classify.job_finished(observed.job) is not None:
-            observed.job_pods = await kube.list(
-                PODS, namespace, labels={"job-name": resources.job_name(name)}
-            )
+    observed.engine_pods = pods
+    if benchmarking and observed.job is not None and classify.job_finished(observed.job) is not None:
+        observed.job_pods = await kube.list(PODS, namespace, labels={"job-name": resources.job_name(name)})
     return observed
 
 
-async def apply(kube: Kube, experiment: Obj, plan: Plan, emit: EmitEvent) -> Obj:
+async def _nothing(value: T) -> T:
+    return value
+
+
+def observe_cached(cache: WatchCache, experiment: Obj) -> Observed:
+    """What the watch streams last said exists (no API call; see :mod:`.cache`)."""
+    meta = experiment["metadata"]
+    owned = cache.owned(meta["namespace"], meta["name"])
+    return Observed(
+        deployment=owned.deployment,
+        service=owned.service,
+        engine_pods=owned.engine_pods(),
+        job=owned.job,
+        job_pods=owned.job_pods(meta["name"]),
+    )
+
+
+def idle(experiment: Obj, plan: Plan) -> bool:
+    """The plan changes nothing: no object to create or delete, the same status."""
+    new_status = plan.status.to_k8s()
+    unchanged = new_status == (experiment.get("status") or {}) or (not plan.status.phase and not new_status)
+    return unchanged and not plan.creates and not plan.deletes
+
+
+_CACHED_KINDS = {DEPLOYMENTS.plural: "deployment", SERVICES.plural: "service", JOBS.plural: "job"}
+
+
+async def apply(
+    kube: Kube, experiment: Obj, plan: Plan, emit: EmitEvent, cache: WatchCache | None = None
+) -> Obj:
     """Create, delete, then write the status (optimistic lock on resourceVersion); returns the new object."""
     namespace = experiment["metadata"]["namespace"]
-    for resource, body in plan.creates:
-        await kube.create(resource, namespace, body)
-    for resource, name in plan.deletes:
-        await kube.delete(resource, namespace, name)
+    made = await asyncio.gather(*(kube.create(resource, namespace, body) for resource, body in plan.creates))
+    for (resource, _), obj in zip(plan.creates, made, strict=True):
+        if obj is not None and cache is not None:
+            cache.put_owned(_CACHED_KINDS.get(resource.plural, ""), obj, deleted=False)
+    await asyncio.gather(*(kube.delete(resource, namespace, name) for resource, name in plan.deletes))
     new_status = plan.status.to_k8s()
-    if new_status == (experiment.get("status") or {}) or (not plan.status.phase and not new_status):
+    if idle(experiment, plan) or new_status == (experiment.get("status") or {}):
         return experiment
     updated = await kube.patch_merge(
         EXPERIMENTS,
@@ -305,10 +343,33 @@ async def apply(kube: Kube, experiment: Obj, plan: Plan, emit: EmitEvent) -> Obj
 
 
 async def reconcile(
-    kube: Kube, experiment: Obj, settings: OperatorSettings, now: datetime, emit: EmitEvent
+    kube: Kube,
+    experiment: Obj,
+    settings: OperatorSettings,
+    now: datetime,
+    emit: EmitEvent,
+    *,
+    cache: WatchCache | None = None,
+    node_gpus: NodeGpus | None = None,
 ) -> Obj:
-    """One pass; returns the experiment as written."""
+    """One pass; returns the experiment as written (``experiment`` itself when nothing changed).
+
+    With ``cache``, the pass decides on what the watch streams said. A decision that would end the
+    experiment is made again on objects read from the API server (a Job's completion and its pod's
+    termination message arrive on different streams; a readiness timeout must not fire on a stale
+    view of the engine). Forward steps (deploy, start the benchmark) act on the cache: phases only
+    move forward, creates are idempotent and the status write is guarded by the resourceVersion.
+    So the frequent passes that find nothing to do cost no API call.
+    """
     spec = ExperimentSpec.model_validate(experiment["spec"])
-    observed = await observe(kube, experiment, spec.engine.resources.gpuResourceName)
+    gpu_resource = spec.engine.resources.gpuResourceName
+    phase = (experiment.get("status") or {}).get("phase")
+    if cache is not None and phase not in (None, ExperimentPhase.PENDING):  # Pending reads node GPUs
+        plan = decide(experiment, spec, observe_cached(cache, experiment), now, settings)
+        if idle(experiment, plan):
+            return experiment
+        if not plan.terminal:
+            return await apply(kube, experiment, plan, emit, cache)
+    observed = await observe(kube, experiment, gpu_resource, node_gpus)
     plan = decide(experiment, spec, observed, now, settings)
-    return await apply(kube, experiment, plan, emit)
+    return await apply(kube, experiment, plan, emit, cache)

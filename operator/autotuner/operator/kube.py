@@ -7,7 +7,7 @@ back into dicts; this reuses only its configuration loading and HTTP transport.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -134,6 +134,50 @@ class Kube:
         query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
         items: list[Obj] = (await self.request("GET", resource.path(namespace), query=query)).get("items", [])
         return items
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        resource_version: str = "",
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """(type, object) per watch event until the server closes the stream after ``timeout_seconds``.
+
+        Starts from ``resource_version`` ("" = the current state as ADDED events, then changes).
+        A 410 Gone (history compacted) ends with a :class:`KubeError` of status 410: list again."""
+        query = {"watch": "true", "timeoutSeconds": str(timeout_seconds), "allowWatchBookmarks": "false"}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if labels:
+            query["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        headers = {"Accept": "application/json"}
+        for setting in (await self._config.auth_settings()).values():
+            headers[setting["key"]] = setting["value"]
+        try:
+            response = await self._rest.request(
+                "GET",
+                str(self._config.host) + resource.path(namespace),
+                query_params=query,
+                headers=headers,
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
+        except OSError as error:
+            raise KubeError(0, str(error)) from error
+        async with response:
+            if response.status != 200:
+                raise KubeError(response.status, _message(await response.read()))
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise KubeError(int(status.get("code") or 0), str(status.get("message", "")))
+                yield str(event["type"]), event["object"]
 
     async def create(self, resource: Resource, namespace: str | None, body: Obj) -> Obj | None:
         """Create; ``None`` when an object of that name already exists (creates are idempotent)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from autotuner.core.crd.experiment import TERMINAL_PHASES
 from autotuner.core.stream import EventPublisher
 from autotuner.operator import experiment as experiment_logic
 from autotuner.operator import task as task_logic
+from autotuner.operator.cache import Expiring, WatchCache
 from autotuner.operator.kube import EXPERIMENTS, GROUP, VERSION, Kube, KubeError
 from autotuner.operator.metrics import OperatorMetrics
 from autotuner.operator.resources import LABEL_EXPERIMENT, LABEL_ROLE, LABEL_TASK
@@ -30,6 +32,8 @@ logger = logging.getLogger("autotuner.operator")
 
 RETRY_DELAY = 1.0
 """Seconds before a worker retries a pass that failed on an API or Redis error."""
+NODE_GPUS_TTL = 10.0
+"""Seconds the largest node's GPU count is reused before the nodes are listed again."""
 
 
 def _now() -> datetime:
@@ -63,6 +67,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.publisher = EventPublisher(memo.redis) if memo.redis is not None else None
     memo.tasks = Workers()
     memo.experiments = Workers()
+    memo.cache = WatchCache()
+    memo.node_gpus = Expiring(
+        lambda resource: experiment_logic.max_node_gpus(memo.kube, resource), NODE_GPUS_TTL
+    )
+    memo.task_writes = {}
     memo.metrics = OperatorMetrics()
     memo.metrics.serve(config.metrics_host, config.metrics_port)
     settings.posting.enabled = config.post_k8s_events
@@ -89,50 +98,80 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
 
 
-def _task_loop(memo: kopf.Memo, namespace: str | None, name: str) -> Any:
+def _task_loop(memo: kopf.Memo, namespace: str, name: str) -> Any:
     config: OperatorSettings = memo.config
+    cache: WatchCache = memo.cache
     emit = _emit(config)
     track = memo.metrics.track("task_reconcile")
     reconcile = track(task_logic.reconcile)
 
     async def loop(wake: asyncio.Event) -> None:
+        last_read = float("-inf")  # the first pass lists the task's Experiments: it seeds the cache
         while True:
+            fresh = time.monotonic() - last_read >= config.resync_interval
+            task = None if fresh else cache.task(namespace, name)
+            observed = (task, cache.experiments_of(namespace, name)) if task is not None else None
             try:
                 result = await reconcile(
                     memo.kube, namespace, name, config, memo.publisher, _now(), emit,
-                    memo.metrics.experiments_created.inc,
+                    memo.metrics.experiments_created.inc, observed=observed, seen=cache.put_experiment,
                 )  # fmt: skip
             except KubeError as error:
                 if not error.conflict:
                     logger.warning("task %s/%s: %s; retrying", namespace, name, error)
+                last_read = float("-inf")
                 await sleep_or_wake(wake, 0 if error.conflict else RETRY_DELAY)
                 continue
+            if observed is None:
+                last_read = time.monotonic()
+            if result.written is not None:
+                cache.put_task(result.written)
+                memo.task_writes[(namespace, name)] = result.written["metadata"]["resourceVersion"]
             await sleep_or_wake(wake, config.task_interval * (12 if result.idle else 1))
 
     return loop
 
 
-def _experiment_loop(memo: kopf.Memo, namespace: str | None, name: str) -> Any:
+def _experiment_loop(memo: kopf.Memo, namespace: str, name: str) -> Any:
     config: OperatorSettings = memo.config
     emit = _emit(config)
+    cache: WatchCache = memo.cache
     reconcile = memo.metrics.track("experiment_reconcile")(experiment_logic.reconcile)
 
     async def loop(wake: asyncio.Event) -> None:
+        last_read = float("-inf")  # the worker's first pass reads everything from the API server
         while True:
-            obj = await memo.kube.get(EXPERIMENTS, namespace, name)
+            # A fresh read now and then heals a watch event Kopf missed; between them, passes decide
+            # on the watch cache and read the API server only to confirm a change (see .cache).
+            fresh = time.monotonic() - last_read >= config.resync_interval
+            obj = None if fresh else cache.experiment(namespace, name)
+            if obj is None:
+                obj = await memo.kube.get(EXPERIMENTS, namespace, name)
+                last_read = time.monotonic()
+                fresh = True
+                if obj is not None:
+                    cache.put_experiment(obj)
             if obj is None or obj["metadata"].get("deletionTimestamp"):
                 return
             try:
-                updated = await reconcile(memo.kube, obj, config, _now(), emit)
+                updated = await reconcile(memo.kube, obj, config, _now(), emit,
+                                          cache=None if fresh else cache, node_gpus=memo.node_gpus.get)  # fmt: skip
             except KubeError as error:
                 if not error.conflict:
                     logger.warning("experiment %s/%s: %s; retrying", namespace, name, error)
+                last_read = float("-inf")
                 await sleep_or_wake(wake, 0 if error.conflict else RETRY_DELAY)
                 continue
-            if (updated.get("status") or {}).get("phase") in TERMINAL_PHASES and updated is obj:
-                return  # settled: terminal and nothing left to clean up
             if updated is not obj:
+                cache.put_experiment(updated)
+                if (updated.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                    return  # this pass ended it, after deleting its engine
                 continue  # it moved: look again at once
+            if (updated.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                if fresh:
+                    return  # settled: terminal and, as read from the API server, nothing left to clean up
+                last_read = float("-inf")
+                continue
             await sleep_or_wake(wake, config.experiment_interval)
 
     return loop
@@ -140,16 +179,27 @@ def _experiment_loop(memo: kopf.Memo, namespace: str | None, name: str) -> Any:
 
 @kopf.on.event(GROUP, VERSION, "autotunetasks")
 async def task_event(
-    type: str, name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any
+    type: str,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    event: kopf.RawEvent,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     namespace = namespace or ""
     key = (namespace, name)
     memo.metrics.set_task_phase(f"{namespace}/{name}", None if type == "DELETED" else status.get("phase"))
     if type == "DELETED":
+        memo.task_writes.pop(key, None)
+        memo.cache.forget_task(namespace, name)
         await memo.tasks.stop(key)
         return
+    memo.cache.put_task(cast(dict[str, Any], event["object"]))
     memo.tasks.ensure(key, _task_loop(memo, namespace, name))
-    memo.tasks.wake(key)
+    if body.metadata.get("resourceVersion") != memo.task_writes.get(key):
+        memo.tasks.wake(key)  # not merely the echo of the worker's own status write
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")
@@ -158,7 +208,7 @@ async def experiment_event(
     name: str,
     namespace: str | None,
     labels: kopf.Labels,
-    status: kopf.Status,
+    event: kopf.RawEvent,
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
@@ -167,27 +217,40 @@ async def experiment_event(
     if task := labels.get(LABEL_TASK):
         memo.tasks.wake((namespace, task))
     if type == "DELETED":
+        memo.cache.forget_experiment(namespace, name)
         await memo.experiments.stop(key)
         return
+    memo.cache.put_experiment(cast(dict[str, Any], event["object"]))
     memo.experiments.ensure(key, _experiment_loop(memo, namespace, name))
     memo.experiments.wake(key)
 
 
-def _wake_owner(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels) -> None:
-    if experiment := labels.get(LABEL_EXPERIMENT):
-        memo.experiments.wake((namespace, experiment))
+def _owned_event(kind: str, type: str, event: kopf.RawEvent, memo: kopf.Memo) -> None:
+    obj = cast(dict[str, Any], event["object"])
+    memo.cache.put_owned(kind, obj, deleted=type == "DELETED")
+    meta = obj["metadata"]
+    if experiment := (meta.get("labels") or {}).get(LABEL_EXPERIMENT):
+        memo.experiments.wake((meta.get("namespace") or "", experiment))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={LABEL_ROLE: kopf.PRESENT, LABEL_EXPERIMENT: kopf.PRESENT})
-async def deployment_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _wake_owner(memo, namespace, labels)
+OWNED = {LABEL_ROLE: kopf.PRESENT, LABEL_EXPERIMENT: kopf.PRESENT}
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_ROLE: kopf.PRESENT, LABEL_EXPERIMENT: kopf.PRESENT})
-async def job_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _wake_owner(memo, namespace, labels)
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def deployment_event(type: str, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _owned_event("deployment", type, event, memo)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_ROLE: kopf.PRESENT, LABEL_EXPERIMENT: kopf.PRESENT})
-async def pod_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _wake_owner(memo, namespace, labels)
+@kopf.on.event("", "v1", "services", labels=OWNED)
+async def service_event(type: str, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _owned_event("service", type, event, memo)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+async def job_event(type: str, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _owned_event("job", type, event, memo)
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+async def pod_event(type: str, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _owned_event("pod", type, event, memo)

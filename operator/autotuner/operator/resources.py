@@ -187,6 +187,10 @@ def service(experiment: Obj, spec: ExperimentSpec, settings: OperatorSettings) -
             "ownerReferences": [owner_reference(experiment)],
         },
         "spec": {
+            # Headless: one engine pod needs no load balancing, and a ClusterIP per experiment would
+            # drain the cluster's service range (hundreds of experiments alive) and serialise every
+            # create and delete on the IP allocator. DNS gives the ready pod's address.
+            "clusterIP": "None",
             "selector": {LABEL_EXPERIMENT: name, LABEL_ROLE: ROLE_ENGINE},
             "ports": [{"name": "http", "port": port, "targetPort": port}],
         },

@@ -48,6 +48,13 @@ class OperatorSettings(BaseSettings):
     experiment_interval: float = Field(
         default=2.0, gt=0, description="Seconds between experiment reconciliations when nothing wakes it."
     )
+    resync_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between passes that read a task's Experiments, or an Experiment's engine, "
+        "Job and pods, from the API server; passes in between decide on what the watch streams "
+        "delivered and read only to confirm a change. Heals a missed watch event.",
+    )
     unschedulable_grace: float = Field(
         default=60.0,
         ge=0,

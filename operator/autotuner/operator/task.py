@@ -22,7 +22,7 @@ Deleting a task deletes its Experiments, and through them engines and Jobs, by g
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from autotuner.core.crd.common import ConditionStatus, Scalar, parse_duration
 from autotuner.core.crd.experiment import TERMINAL_PHASES, ExperimentPhase, ExperimentReason, ExperimentSpec
 from autotuner.core.crd.task import (
+    SLO,
     AutotuneTaskSpec,
     AutotuneTaskStatus,
     BestResult,
@@ -44,7 +45,7 @@ from autotuner.operator import conditions as cond
 from autotuner.operator import engines, outbox, resources
 from autotuner.operator.experiment import max_node_gpus
 from autotuner.operator.kube import EXPERIMENTS, TASKS, Kube, KubeError
-from autotuner.operator.search import Outcome, Params, Searcher, SearchSpaceError
+from autotuner.operator.search import Outcome, Params, Searcher, SearchSpaceError, hard_excess
 from autotuner.operator.settings import OperatorSettings
 from pydantic import ValidationError
 
@@ -117,7 +118,8 @@ def _phase(experiment: Obj) -> str:
     return str((experiment.get("status") or {}).get("phase") or ExperimentPhase.PENDING)
 
 
-def history(experiments: list[Obj]) -> list[tuple[Params, Outcome | None]]:
+def history(experiments: list[Obj], slos: Sequence[SLO] = ()) -> list[tuple[Params, Outcome | None]]:
+    """What the searcher is told, in experiment order; a near miss of a hard SLO carries its excess."""
     out: list[tuple[Params, Outcome | None]] = []
     for experiment in experiments:
         status = experiment.get("status") or {}
@@ -126,7 +128,9 @@ def history(experiments: list[Obj]) -> list[tuple[Params, Outcome | None]]:
         if phase not in TERMINAL_PHASES:
             out.append((params, None))
         elif phase == ExperimentPhase.SUCCEEDED and status.get("score") is not None:
-            out.append((params, Outcome(score=float(status["score"]), feasible=bool(status.get("feasible")))))
+            feasible = bool(status.get("feasible"))
+            excess = None if feasible else hard_excess(status.get("metrics") or {}, slos)
+            out.append((params, Outcome(score=float(status["score"]), feasible=feasible, excess=excess)))
         else:
             out.append((params, Outcome.failed()))
     return out
@@ -161,6 +165,9 @@ def format_objective(value: float) -> str:
 class PassResult:
     idle: bool
     """Nothing more will happen without a change (finished task, outbox empty, nothing active)."""
+    written: Obj | None = None
+    """The task as this pass's last status write left it (None: nothing written), so the watch
+    event that echoes the write need not wake another pass."""
 
 
 def new_experiment(task: Obj, spec: AutotuneTaskSpec, index: int, params: Params) -> Obj:
@@ -230,9 +237,24 @@ async def reconcile(
     now: datetime,
     emit: EmitEvent,
     experiments_created: Callable[[int], None] = lambda n: None,
+    observed: tuple[Obj, list[Obj]] | None = None,
+    seen: Callable[[Obj], None] = lambda obj: None,
 ) -> PassResult:
-    task = await kube.get(TASKS, namespace, name)
-    if task is None or task["metadata"].get("deletionTimestamp"):
+    """One pass. ``observed``: the task and its Experiments as the watch cache holds them, instead of
+    reading them (a stale view only delays a step: phases only move forward, so it never shows more
+    free slots than there are, and every write is guarded by the task's resourceVersion).
+    ``seen`` is told each Experiment this pass reads from the API server, creates or cancels."""
+    if observed is not None:
+        task, listed = observed
+    else:
+        read = await kube.get(TASKS, namespace, name)
+        if read is None:
+            return PassResult(idle=True)
+        task = read
+        listed = await kube.list(EXPERIMENTS, namespace, labels={resources.LABEL_TASK: name})
+        for experiment in listed:
+            seen(experiment)
+    if task["metadata"].get("deletionTimestamp"):
         return PassResult(idle=True)
     meta = task["metadata"]
     generation = meta.get("generation")
@@ -242,7 +264,7 @@ async def reconcile(
 
     experiments = [
         e
-        for e in await kube.list(EXPERIMENTS, namespace, labels={resources.LABEL_TASK: name})
+        for e in listed
         if any(o.get("uid") == meta["uid"] for o in e["metadata"].get("ownerReferences") or [])
     ]
     experiments.sort(key=lambda e: int(e["spec"]["index"]))
@@ -269,6 +291,7 @@ async def reconcile(
         for i, experiment in enumerate(experiments):
             if _phase(experiment) not in TERMINAL_PHASES:
                 experiments[i] = await _cancel(kube, experiment, f"the task {phase.lower()}", now)
+                seen(experiments[i])
     elif failure is not None or spec is None:
         reason, message = failure or (cond.INVALID_SPEC, "invalid spec")
         phase, phase_message = TaskPhase.FAILED, message
@@ -279,7 +302,7 @@ async def reconcile(
         emit(task, "Warning", reason, message)
     else:
         phase, phase_message = await _advance(
-            kube, task, spec, new, experiments, now, emit, experiments_created
+            kube, task, spec, new, experiments, now, emit, experiments_created, seen
         )
 
     succeeded = count(ExperimentPhase.SUCCEEDED)
@@ -319,6 +342,7 @@ async def reconcile(
     )
     new.eventSeq = seq or None
 
+    written: Obj | None = None
     body = new.to_k8s()
     if body != (task.get("status") or {}):
         task = await kube.patch_merge(
@@ -326,6 +350,7 @@ async def reconcile(
             {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": body},
             sub="status",
         )  # fmt: skip
+        written = task
         if phase != status.phase and phase in TERMINAL_TASK | {TaskPhase.SUSPENDED}:
             emit(task, "Warning" if phase == TaskPhase.FAILED else "Normal", phase, phase_message)
 
@@ -334,14 +359,16 @@ async def reconcile(
         last = await outbox.publish(publisher, ref, new.outbox)
         if last is not None:
             remaining = [e.model_dump(mode="json", exclude_none=True) for e in new.outbox if e.seq > last]
-            await kube.patch_merge(TASKS, namespace, name, {"status": {"outbox": remaining, "publishedSeq": last}},
-                                   sub="status")  # fmt: skip
+            trimmed = await kube.patch_merge(TASKS, namespace, name,
+                                             {"status": {"outbox": remaining, "publishedSeq": last}},
+                                             sub="status")  # fmt: skip
+            written = trimmed
             new.outbox = [e for e in new.outbox if e.seq > last]
 
     active = count(ExperimentPhase.PENDING, ExperimentPhase.DEPLOYING, ExperimentPhase.BENCHMARKING)
     all_recorded = seq - (status.eventSeq or 0) == len(transitions)
     settled = phase in TERMINAL_TASK or phase == TaskPhase.SUSPENDED
-    return PassResult(idle=settled and active == 0 and not new.outbox and all_recorded)
+    return PassResult(idle=settled and active == 0 and not new.outbox and all_recorded, written=written)
 
 
 async def _advance(
@@ -353,6 +380,7 @@ async def _advance(
     now: datetime,
     emit: EmitEvent,
     experiments_created: Callable[[int], None],
+    seen: Callable[[Obj], None],
 ) -> tuple[TaskPhase, str]:
     """Decide the phase of a valid, unfinished task; create Experiments to fill free slots."""
     generation = task["metadata"].get("generation")
@@ -373,6 +401,7 @@ async def _advance(
         for i, experiment in enumerate(experiments):
             if _phase(experiment) not in TERMINAL_PHASES:
                 experiments[i] = await _cancel(kube, experiment, message, now)
+                seen(experiments[i])
 
     if failed > budget.maxFailedExperiments:
         message = f"{failed} experiments failed, more than maxFailedExperiments {budget.maxFailedExperiments}"
@@ -393,7 +422,7 @@ async def _advance(
     )
     exhausted = len(experiments) >= budget.maxExperiments
     if not exhausted and (slots > 0 or not active):
-        searcher = Searcher.replay(spec.searchSpace, spec.strategy, history(experiments))
+        searcher = Searcher.replay(spec.searchSpace, spec.strategy, history(experiments, spec.slo))
         created = 0
         for params in searcher.ask(max(0, slots)):
             index = len(experiments)
@@ -404,6 +433,7 @@ async def _advance(
                 if made is None:
                     break
             experiments.append(made)
+            seen(made)
             created += 1
         if created:
             experiments_created(created)
