@@ -156,12 +156,7 @@ def deployment(experiment: Obj, spec: ExperimentSpec, settings: OperatorSettings
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": experiment["metadata"]["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(experiment)],
-        },
+        "metadata": _owned_metadata(experiment, name, labels),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
@@ -235,18 +230,23 @@ def request_slos(spec: ExperimentSpec) -> dict[str, float]:
     return limits
 
 
+def _owned_metadata(experiment: Obj, name: str, labels: dict[str, str]) -> Obj:
+    """Metadata of an object the Experiment owns: deleting the Experiment deletes it (garbage collector)."""
+    return {
+        "name": name,
+        "namespace": experiment["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(experiment)],
+    }
+
+
 def job(experiment: Obj, spec: ExperimentSpec, settings: OperatorSettings, *, deadline_seconds: int) -> Obj:
     name = job_name(experiment["metadata"]["name"])
     labels = _labels(experiment, spec, ROLE_BENCHMARK, settings)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": experiment["metadata"]["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(experiment)],
-        },
+        "metadata": _owned_metadata(experiment, name, labels),
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(1, deadline_seconds),
