@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from api_support import ApiServer, StreamClient, close_code, start_api, unique
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -111,16 +111,18 @@ async def test_rest_serves_tasks_from_the_watch_and_sees_new_ones_without_a_rest
     api: ApiServer, tenancy: Tenancy, crds: str
 ) -> None:
     path = f"/api/v1/namespaces/{tenancy.allowed}/tasks"
-    deadline = time.monotonic() + 20
-    while (found := api.get(path, bearer(tenancy.token)))[0] != 200 or not found[1]["cacheReady"]:
-        assert time.monotonic() < deadline, found
-        await asyncio.sleep(0.1)
-    assert [t["metadata"]["name"] for t in found[1]["items"]] == [tenancy.task]
+
+    async def tasks(count: int | None = None) -> list[str] | None:
+        status, body = api.get(path, bearer(tenancy.token))
+        if status != 200 or not body["cacheReady"]:
+            return None
+        names = [t["metadata"]["name"] for t in body["items"]]
+        return names if count is None or len(names) == count else None
+
+    assert await wait_for(tasks, within=20, what="a ready watch cache") == [tenancy.task]
 
     kubectl(crds, "apply", "-f", "-", stdin=task_manifest(tenancy.allowed, "added-later"))
-    while len(api.get(path, bearer(tenancy.token))[1]["items"]) != 2:
-        assert time.monotonic() < deadline, "the watch did not deliver the new task"
-        await asyncio.sleep(0.1)
+    await wait_for(lambda: tasks(2), within=20, what="the watch to deliver the new task")
     client = await StreamClient.open(
         f"{api.ws}/api/ws/tasks/{tenancy.allowed}/added-later", additional_headers=bearer(tenancy.token)
     )

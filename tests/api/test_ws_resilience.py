@@ -16,6 +16,8 @@ from autotuner.core.stream import EventPublisher, SequenceGap, parse_stream_id
 from autotuner.devtools.redis_server import RedisServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.waiting import wait_for
+
 NS = "team-a"
 
 
@@ -112,10 +114,12 @@ async def test_two_replicas_deliver_the_same_events_and_a_killed_replicas_client
     also_a = await StreamClient.open(a.ws + path)
     for client in (on_a, on_b, also_a):
         await client.expect("snapshot")
-    deadline = time.monotonic() + 5
-    while (counted := b.get(f"{path}/subscribers")[1])["total"] != 3:
-        assert time.monotonic() < deadline, counted
-        await asyncio.sleep(0.1)
+
+    async def counted_everywhere() -> dict[str, Any] | None:
+        counted: dict[str, Any] = b.get(f"{path}/subscribers")[1]
+        return counted if counted["total"] == 3 else None
+
+    counted = await wait_for(counted_everywhere, within=5, what="3 subscribers counted across replicas")
     assert counted["replicas"] == {"a": 2, "b": 1} and counted["scope"] == "cluster"
 
     for seq in range(1, 51):
@@ -131,10 +135,11 @@ async def test_two_replicas_deliver_the_same_events_and_a_killed_replicas_client
     rest = await resumed.events(100)
     await producing
     assert [e["seq"] for e in seen_a + rest] == list(range(1, 151))
-    deadline = time.monotonic() + 10
-    while (counted := b.get(f"{path}/subscribers")[1])["replicas"] != {"b": 2}:
-        assert time.monotonic() < deadline, f"killed replica still counted: {counted}"
-        await asyncio.sleep(0.2)
+
+    async def killed_replica_forgotten() -> bool:
+        return bool(b.get(f"{path}/subscribers")[1]["replicas"] == {"b": 2})
+
+    await wait_for(killed_replica_forgotten, within=10, what="the killed replica to leave the count")
     for client in (on_a, also_a, on_b, resumed):
         client.drop()
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,20 +52,6 @@ class Kube:
 
     async def get(self, *args: str) -> Any:
         return json.loads(await self.run("get", "-o", "json", *args))
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float = 30.0, what: str = "condition"
-) -> T:
-    """Polls ``probe`` until it returns something other than None, failing after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

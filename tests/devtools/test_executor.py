@@ -19,7 +19,8 @@ from autotuner.devtools.executor import (
     NotAKwokClusterError,
 )
 
-from tests.devtools.conftest import Kube, eventually
+from tests.devtools.conftest import Kube
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -109,7 +110,7 @@ async def pod_of(
         pods = (await kube.get("pods", "-n", namespace, "-l", selector))["items"]
         return next((p for p in pods if test(p)), None)
 
-    return await eventually(probe, what=f"a pod {selector} in the expected state")
+    return await wait_for(probe, within=30, what=f"a pod {selector} in the expected state")
 
 
 def container(pod: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +131,7 @@ async def available(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
         deployment: dict[str, Any] = await kube.get("deployment", name, "-n", namespace)
         return deployment if condition(deployment, "Available") == "True" else None
 
-    return await eventually(probe, what=f"deployment {name} Available")
+    return await wait_for(probe, within=30, what=f"deployment {name} Available")
 
 
 async def get_json(url: str) -> Any:
@@ -161,7 +162,7 @@ async def test_engine_deployment_becomes_available_only_once_the_real_simulator_
         async def stopped() -> bool | None:
             return True if not local.engines else None
 
-        await eventually(stopped, what="the simulator of the deleted pod to stop")
+        await wait_for(stopped, within=30, what="the simulator of the deleted pod to stop")
         with pytest.raises(aiohttp.ClientConnectionError):
             await get_json(url + "/health")
 
@@ -189,7 +190,7 @@ async def test_benchmark_job_completes_with_the_runners_real_json_in_its_termina
             job = await kube.get("job", "bench", "-n", namespace)
             return True if condition(job, "Complete") == "True" else None
 
-        await eventually(complete, what="the Job to be Complete")
+        await wait_for(complete, within=30, what="the Job to be Complete")
 
 
 async def test_benchmark_against_a_service_without_a_ready_engine_fails_with_the_runners_errors(

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -125,17 +123,3 @@ def start_operator(crds: str, tmp_path: Path) -> Iterator[Callable[..., Operator
     yield start
     for process in started:
         process.stop()
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.3
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")

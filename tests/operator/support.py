@@ -7,7 +7,7 @@ from typing import Any
 
 from autotuner.operator.kube import DEPLOYMENTS, EXPERIMENTS, JOBS, PODS, SERVICES, TASKS, Kube
 
-from tests.operator.conftest import wait_for
+from tests.waiting import wait_for
 
 MODEL = "meta-llama/Llama-3.2-1B-Instruct"
 

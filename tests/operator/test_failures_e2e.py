@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from autotuner.operator.kube import TASKS, Kube
 
-from tests.operator.conftest import wait_for
 from tests.operator.support import create_task, engines_left, experiments, task_manifest, wait_task_phase
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster]
 

@@ -11,8 +11,8 @@ from autotuner.devtools.ports import free_port
 from autotuner.operator.kube import Kube
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.conftest import wait_for
 from tests.operator.support import create_task, task_manifest, wait_task_phase
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster]
 

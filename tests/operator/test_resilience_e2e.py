@@ -11,7 +11,6 @@ import pytest
 from autotuner.devtools.redis_server import RedisServer
 from autotuner.operator.kube import TASKS, Kube
 
-from tests.operator.conftest import wait_for
 from tests.operator.support import (
     create_task,
     engines_left,
@@ -26,6 +25,7 @@ from tests.operator.test_tuning_e2e import (
     assert_experiment_lifecycles,
     stream_events,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 
