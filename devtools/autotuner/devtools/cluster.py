@@ -19,6 +19,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+from autotuner.devtools.ports import wait_until_closed
 
 REPO = Path(__file__).resolve().parents[3]
 HACK = REPO / "hack" / "cluster"
@@ -199,7 +203,15 @@ class LocalCluster:
             time.sleep(0.5)
         raise RuntimeError("fake GPU nodes did not become Ready within 60s")
 
+    def apiserver_port(self) -> int | None:
+        if not self.kubeconfig.exists():
+            return None
+        server = yaml.safe_load(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        return urlsplit(str(server)).port
+
     def down(self) -> None:
+        """Stops the cluster; returns once its API server's port is free again."""
+        port = self.apiserver_port()
         kwokctl = tools_dir() / "kwokctl"
         if kwokctl.exists() and self.workdir.exists():
             subprocess.run(
@@ -218,6 +230,8 @@ class LocalCluster:
             )
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
+        if port is not None:
+            wait_until_closed(port)
 
 
 def main() -> None:

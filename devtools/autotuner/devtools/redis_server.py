@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from autotuner.devtools.ports import free_port, wait_for_port
+from autotuner.devtools.ports import free_port, wait_for_port, wait_until_closed
 
 
 class RedisServer:
@@ -89,7 +90,11 @@ def main() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
             pid_file.unlink()
-        url_file.unlink(missing_ok=True)
+        if url_file.exists():
+            port = urlsplit(url_file.read_text().strip()).port
+            url_file.unlink()
+            if port is not None:
+                wait_until_closed(port)  # `make redis-down` returns with the port free
         return
     if pid_file.exists() and url_file.exists():
         try:
