@@ -23,7 +23,7 @@ from tests.operator.support import (
 from tests.operator.test_tuning_e2e import (
     assert_exactly_once_in_order,
     assert_experiment_lifecycles,
-    stream_events,
+    published_events,
 )
 from tests.waiting import wait_for
 
@@ -95,7 +95,7 @@ async def test_operator_killed_at_random_moments_produces_the_same_experiments_a
     names = {e["metadata"]["name"] for e in items}
     assert {j["metadata"]["name"].removesuffix("-bench") for j in await jobs(kube, namespace)} <= names
 
-    events = await wait_for(lambda: _published(kube, redis_url, namespace, "killed"), within=30,
+    events = await wait_for(lambda: published_events(kube, redis_url, namespace, "killed"), within=30,
                             what="every event to be published")  # fmt: skip
     assert_exactly_once_in_order(events, (await get_task(kube, namespace, "killed"))["status"])
     assert_experiment_lifecycles(events, sorted(names))
@@ -103,13 +103,6 @@ async def test_operator_killed_at_random_moments_produces_the_same_experiments_a
 
 async def _no_engines(kube: Kube, namespace: str) -> bool:
     return await engines_left(kube, namespace) == []
-
-
-async def _published(kube: Kube, redis_url: str, namespace: str, name: str) -> list[dict[str, Any]] | None:
-    status = (await get_task(kube, namespace, name))["status"]
-    if status.get("outbox"):
-        return None
-    return await stream_events(redis_url, namespace, name)
 
 
 async def test_redis_restarted_with_its_data_gets_every_transition_exactly_once_in_order(
@@ -135,7 +128,7 @@ async def test_redis_restarted_with_its_data_gets_every_transition_exactly_once_
         redis.start()
         task = await wait_task_phase(kube, namespace, "outage", {"Succeeded", "Failed"}, within=120)
         assert task["status"]["phase"] == "Succeeded"
-        events = await wait_for(lambda: _published(kube, redis.url, namespace, "outage"), within=30,
+        events = await wait_for(lambda: published_events(kube, redis.url, namespace, "outage"), within=30,
                                 what="the outbox to drain")  # fmt: skip
         assert_exactly_once_in_order(events, (await get_task(kube, namespace, "outage"))["status"])
         names = [e["metadata"]["name"] for e in await experiments(kube, namespace, "outage")]
