@@ -18,6 +18,7 @@ from tests.operator.support import (
     engines_left,
     experiments,
     get_task,
+    jobs,
     task_manifest,
     wait_task_phase,
 )
@@ -116,6 +117,10 @@ async def test_bayesian_task_succeeds_with_the_best_experiment_and_frees_every_e
     assert status["bestObjective"] == f"{best['status']['objective']:.4g}"
     assert all(e["status"]["reason"] == "Completed" for e in items)
     assert await engines_left(kube, namespace) == []
+    # The engines are gone; the benchmark Jobs stay for their logs for benchmark.jobRetention (1h).
+    kept = await jobs(kube, namespace)
+    assert sorted(j["metadata"]["name"] for j in kept) == [f"bayes-{i:04d}-bench" for i in range(8)]
+    assert {j["spec"]["ttlSecondsAfterFinished"] for j in kept} == {3600}
 
     # The last transitions are published, then trimmed from the outbox, just after the phase is written.
     events = await wait_for(lambda: published_events(kube, redis_url, namespace, "bayes"), within=30,
